@@ -1,0 +1,135 @@
+"""tofu3's error types: one root, split by trust boundary.
+
+- ConfigurationError: the user's input or set-up is wrong (exit 2).
+- TransportError: a vantage could not finish; says nothing about the artifact (inconclusive).
+- IntegrityError: a registry or path said something wrong: evidence of tampering (rejected).
+
+The library raises these; only the CLI turns them into messages and exit codes.
+"""
+
+from __future__ import annotations
+
+
+class Tofu3Error(Exception):
+    """Root of every error tofu3 raises on purpose."""
+
+    def diagnostics(self) -> str:
+        """A message fit to show the user as it is."""
+        return str(self)
+
+
+class ConfigurationError(Tofu3Error):
+    """Bad reference, inventory, option or environment: the user must fix something."""
+
+
+class InvalidReference(ConfigurationError):
+    """A reference that does not match the Docker reference grammar."""
+
+
+class InvalidDigest(ConfigurationError):
+    """A digest that does not match the digest grammar."""
+
+
+class InventoryError(ConfigurationError):
+    """An inventory file that cannot be used as it is."""
+
+
+class PlatformNotFound(ConfigurationError):
+    """A --platform filter that matches nothing in the index."""
+
+
+class HostKeyError(ConfigurationError):
+    """A vantage whose SSH host key is not known, or does not match its pin."""
+
+    def __init__(self, message: str, *, vantage: str) -> None:
+        super().__init__(message)
+        self.vantage = vantage
+
+
+class VantageRefused(ConfigurationError):
+    """A vantage that cannot be used safely (for example, its curl is too old)."""
+
+    def __init__(self, message: str, *, vantage: str) -> None:
+        super().__init__(message)
+        self.vantage = vantage
+
+
+class TransportError(Tofu3Error):
+    """A vantage could not complete a step: unreachable, timeout, HTTP or curl failure."""
+
+    code = "VANTAGE_FAILED"
+
+
+class VantageUnreachable(TransportError):
+    """SSH connection or authentication to a vantage failed."""
+
+    code = "VANTAGE_UNREACHABLE"
+
+
+class RemoteTimeout(TransportError):
+    """A command on a vantage did not finish in time."""
+
+    code = "VANTAGE_TIMEOUT"
+
+
+class HttpError(TransportError):
+    """The registry answered with an HTTP status that ends the step."""
+
+    code = "HTTP_ERROR"
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class CurlFailed(TransportError):
+    """curl itself failed (DNS, connect, TLS, transfer) on a vantage."""
+
+    code = "CURL_FAILED"
+
+    def __init__(self, message: str, *, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class IntegrityError(Tofu3Error):
+    """What a registry or path returned contradicts itself or its content address."""
+
+    code = "INTEGRITY_ERROR"
+
+
+class DigestMismatch(IntegrityError):
+    """Bytes whose hash differs from the digest that named them."""
+
+    code = "DIGEST_MISMATCH"
+
+
+class SizeMismatch(IntegrityError):
+    """Bytes whose length differs from the size their descriptor gave."""
+
+    code = "SIZE_MISMATCH"
+
+
+class MalformedManifest(IntegrityError):
+    """A manifest or index that is not valid, or is ambiguous."""
+
+    code = "MALFORMED_MANIFEST"
+
+
+class UnsupportedManifest(IntegrityError):
+    """A manifest tofu3 refuses to trust (for example Docker schema 1, which has no content address)."""
+
+    code = "UNSUPPORTED_MANIFEST"
+
+
+class ResponseTooLarge(IntegrityError):
+    """A response over its size cap."""
+
+    code = "RESPONSE_TOO_LARGE"
+
+
+class ProtocolViolation(IntegrityError):
+    """A registry response that breaks the protocol in a way that could mislead (bad challenge,
+    bad token response, unsafe redirect)."""
+
+    code = "PROTOCOL_VIOLATION"
