@@ -117,7 +117,7 @@ class MalformedManifest(IntegrityError):
 
 
 class UnsupportedManifest(IntegrityError):
-    """A manifest tofu3 refuses to trust (for example Docker schema 1, which has no content address)."""
+    """A manifest tofu3 refuses to trust (Docker schema 1 has no checkable content address)."""
 
     code = "UNSUPPORTED_MANIFEST"
 

@@ -1,0 +1,1 @@
+"""OCI distribution and image formats: media types, manifests, challenges, platforms (pure)."""

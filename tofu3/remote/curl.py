@@ -1,0 +1,329 @@
+"""The curl half of the seam: curl runs on the vantage as ``curl -q -K -`` with its URL and
+headers in a config fed on stdin, so no token ever reaches a command line.
+
+Two shapes of request:
+- ``fetch``: a small response (challenge, token, manifest) whose exact bytes come back,
+  capped, for the coordinator to hash and parse itself;
+- ``download_digest``: a blob hashed on the vantage as it streams (never buffered, never sent
+  to the coordinator); only its digest, size and connection facts come back.
+
+curl's own exit status is captured in POSIX sh (no pipefail) beside the hasher's output.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
+
+from tofu3.digest import Digest, parse_digest
+from tofu3.errors import (
+    CurlFailed,
+    InvalidDigest,
+    ProtocolViolation,
+    RemoteTimeout,
+    ResponseTooLarge,
+    TransportError,
+)
+from tofu3.limits import DEFAULT_LIMITS, Limits
+from tofu3.remote.probe import VantageFacts
+from tofu3.remote.ssh import SshConnection
+
+_WO_MARK = "TOFU3-WO "
+_HDR_MARK = "TOFU3-HDR "
+_END_MARK = "TOFU3-END"
+# A config-file string: the backslash-n pairs are curl's escapes for newlines.
+_WRITE_OUT_LINE = (
+    'write-out = "%{stderr}\\nTOFU3-WO %{json}\\nTOFU3-HDR %{header_json}\\nTOFU3-END\\n"'
+)
+_HEX_RE = re.compile(rb"\b([0-9a-f]{64}|[0-9a-f]{128})\b")
+_METER_RE = re.compile(r"^\s*\d{1,3}\s+[\d.]+[kMGTP]?\s+\d{1,3}\s+([\d.]+)([kMGTP]?)\s")
+_UNITS = {"": 1, "k": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4, "P": 1024**5}
+
+# curl exit codes that are the server (or a path) lying, not a transport failure.
+_EXIT_BAD_PROTOCOL = 1  # --proto-redir refused a redirect to another scheme
+_EXIT_TOO_MANY_REDIRECTS = 47
+_EXIT_FILESIZE = 63
+
+
+@dataclass(frozen=True)
+class Request:
+    """One HTTP GET to run on a vantage. Header values may be secret: they only ever go into
+    the config on stdin."""
+
+    url: str
+    headers: Sequence[tuple[str, str]] = ()
+    follow_redirects: bool = True
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Connection facts curl reported for one transfer."""
+
+    status: int
+    remote_ip: str
+    url_effective: str
+    redirects: int
+    size: int
+    content_type: str | None
+    headers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def header(self, name: str) -> str | None:
+        """The last value of a response header, by case-insensitive name."""
+        values = self.headers.get(name.lower())
+        return values[-1] if values else None
+
+
+@dataclass(frozen=True)
+class Response:
+    """A small response whose exact bytes came back to the coordinator."""
+
+    connection: Connection
+    body: bytes
+
+
+@dataclass(frozen=True)
+class BlobDownload:
+    """A blob hashed on the vantage."""
+
+    connection: Connection
+    digest: Digest
+
+
+def _quote(value: str) -> str:
+    """A curl config string: double-quoted with backslash escapes."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        # Never reached with registry data that passed validation; a guard, not a feature.
+        raise ProtocolViolation("refusing a value with control characters in a curl config")
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def render_config(request: Request, *, limits: Limits, max_time: float | None, blob: bool) -> str:
+    """The curl config for ``request``; this text is written to curl's stdin only."""
+    lines = [
+        "show-error",
+        'proto = "=https"',
+        'proto-redir = "=https"',
+        f"connect-timeout = {limits.curl_connect_timeout}",
+        _WRITE_OUT_LINE,
+    ]
+    if not blob:
+        lines.append("silent")
+        lines.append(f"max-filesize = {limits.manifest_bytes}")
+    else:
+        # The progress meter (on stderr) is how the coordinator sees bytes move.
+        lines.append(f"speed-limit = 1\nspeed-time = {limits.blob_stall_seconds}")
+    if max_time is not None:
+        lines.append(f"max-time = {int(max_time)}")
+    if request.follow_redirects:
+        # Plain --location: curl (>= 7.83) drops Authorization when the host, port or scheme
+        # changes. Never --location-trusted.
+        lines.append("location")
+        lines.append(f"max-redirs = {limits.max_redirects}")
+    lines.append(f"url = {_quote(request.url)}")
+    for name, value in request.headers:
+        lines.append(f"header = {_quote(f'{name}: {value}')}")
+    return "\n".join(lines) + "\n"
+
+
+def _curl_command(extra_args: Sequence[str]) -> str:
+    # -q must come first: it stops curl reading ~/.curlrc, which could undo our settings.
+    return " ".join(["curl", "-q", "-K", "-", *(shlex.quote(a) for a in extra_args)])
+
+
+def fetch_command(extra_args: Sequence[str]) -> str:
+    """The remote command for a small response: body on stdout, facts on stderr."""
+    return _curl_command(extra_args)
+
+
+def download_command(extra_args: Sequence[str], hash_command: str) -> str:
+    """The remote command for a blob: curl's body piped into the hasher, curl's exit status
+    captured without pipefail (POSIX sh): the status goes out on fd 4 into $(...), the
+    hasher's output on fd 3 to the real stdout."""
+    curl = _curl_command(extra_args)
+    return (
+        "exec 3>&1; "
+        f"st=$( {{ {{ {curl}; echo $? >&4; }} | {hash_command} >&3; }} 4>&1 ); "
+        'echo "TOFU3-CURL-EXIT $st"'
+    )
+
+
+def parse_facts(stderr: bytes) -> tuple[Connection | None, int | None, str]:
+    """Parse curl's write-out from stderr: (connection, curl exit code, error message)."""
+    text = stderr.decode("utf-8", "replace")
+    start = text.rfind(_WO_MARK)
+    if start < 0:
+        return None, None, _tail(text)
+    wo_line, _, rest = text[start + len(_WO_MARK) :].partition("\n")
+    headers_text = ""
+    if rest.startswith(_HDR_MARK):
+        headers_text = rest[len(_HDR_MARK) :].split(_END_MARK, 1)[0]
+    try:
+        facts = json.loads(wo_line)
+        raw_headers = json.loads(headers_text) if headers_text.strip() else {}
+    except json.JSONDecodeError:
+        return None, None, _tail(text[:start])
+    if not isinstance(facts, dict) or not isinstance(raw_headers, dict):
+        return None, None, _tail(text[:start])
+    headers = {
+        str(k).lower(): tuple(str(v) for v in (vs if isinstance(vs, list) else [vs]))
+        for k, vs in raw_headers.items()
+    }
+    content_type = facts.get("content_type")
+    connection = Connection(
+        status=_int(facts.get("http_code")),
+        remote_ip=str(facts.get("remote_ip") or ""),
+        url_effective=redact_url(str(facts.get("url_effective") or "")),
+        redirects=_int(facts.get("num_redirects")),
+        size=_int(facts.get("size_download")),
+        content_type=content_type if isinstance(content_type, str) else None,
+        headers=headers,
+    )
+    exit_code = facts.get("exitcode")
+    message = facts.get("errormsg")
+    return (
+        connection,
+        exit_code if isinstance(exit_code, int) else None,
+        str(message) if message else _tail(text[:start]),
+    )
+
+
+def redact_url(url: str) -> str:
+    """A URL without its query and fragment (CDN URLs carry signatures there)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return ""
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _tail(text: str) -> str:
+    lines = [line.strip() for line in text.replace("\r", "\n").splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("curl:")]
+    return (errors or lines or [""])[-1][:300]
+
+
+def meter_bytes(chunk: str) -> int | None:
+    """Bytes received so far, from the last update of curl's progress meter in ``chunk``."""
+    for update in reversed(chunk.replace("\r", "\n").split("\n")):
+        match = _METER_RE.match(update)
+        if match:
+            return int(float(match.group(1)) * _UNITS[match.group(2)])
+    return None
+
+
+def _raise_for_exit(exit_code: int, message: str, vantage: str, what: str) -> None:
+    if exit_code == 0:
+        return
+    if exit_code == _EXIT_FILESIZE:
+        raise ResponseTooLarge(f"vantage {vantage!r}: {what} over its size cap ({message})")
+    if exit_code == _EXIT_TOO_MANY_REDIRECTS:
+        raise ProtocolViolation(f"vantage {vantage!r}: {what}: too many redirects ({message})")
+    if exit_code == _EXIT_BAD_PROTOCOL:
+        raise ProtocolViolation(
+            f"vantage {vantage!r}: {what}: refused a redirect or URL that is not https ({message})"
+        )
+    if exit_code == 28:
+        raise RemoteTimeout(f"vantage {vantage!r}: {what}: curl timed out ({message})")
+    raise CurlFailed(f"vantage {vantage!r}: {what}: curl failed: {message}", exit_code=exit_code)
+
+
+class Curl:
+    """curl on one vantage, over that vantage's one SSH connection."""
+
+    def __init__(
+        self,
+        connection: SshConnection,
+        facts: VantageFacts,
+        extra_args: Sequence[str],
+        limits: Limits = DEFAULT_LIMITS,
+    ) -> None:
+        self._ssh = connection
+        self._facts = facts
+        self._extra = tuple(extra_args)
+        self._limits = limits
+        self.vantage = connection.vantage.name
+
+    def fetch(self, request: Request, *, cap: int, what: str) -> Response:
+        """GET ``request`` and bring back at most ``cap`` bytes of body, exactly as received."""
+        config = render_config(
+            request, limits=self._limits, max_time=self._limits.request_timeout, blob=False
+        )
+        result = self._ssh.run(
+            fetch_command(self._extra),
+            config.encode(),
+            timeout=self._limits.request_timeout + 10,
+            stdout_cap=cap,
+        )
+        if result.stdout_truncated:
+            raise ResponseTooLarge(f"vantage {self.vantage!r}: {what} is over its {cap}-byte cap")
+        connection, exit_code, message = parse_facts(result.stderr)
+        if connection is None or exit_code is None:
+            raise TransportError(
+                f"vantage {self.vantage!r}: {what}: curl reported nothing "
+                f"(exit status {result.exit_status}): {message or 'no output'}"
+            )
+        _raise_for_exit(exit_code, message, self.vantage, what)
+        return Response(connection=connection, body=result.stdout)
+
+    def download_digest(
+        self,
+        request: Request,
+        *,
+        algorithm: str,
+        what: str,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> BlobDownload:
+        """Download on the vantage, hashing as it streams; return the digest it computed."""
+        config = render_config(request, limits=self._limits, max_time=None, blob=True)
+        hash_command = self._facts.hash_command(algorithm)
+
+        def progress(chunk: bytes) -> None:
+            if on_progress is not None:
+                seen = meter_bytes(chunk.decode("ascii", "replace"))
+                if seen is not None:
+                    on_progress(seen)
+
+        result = self._ssh.run(
+            download_command(self._extra, hash_command),
+            config.encode(),
+            timeout=self._limits.blob_timeout,
+            stdout_cap=64 * 1024,
+            on_stderr=progress,
+        )
+        connection, exit_code, message = parse_facts(result.stderr)
+        shell_exit = _shell_exit(result.stdout)
+        code = shell_exit if shell_exit is not None else exit_code
+        if connection is None or code is None:
+            raise TransportError(
+                f"vantage {self.vantage!r}: {what}: curl reported nothing "
+                f"(exit status {result.exit_status}): {message or 'no output'}"
+            )
+        _raise_for_exit(code, message, self.vantage, what)
+        hashes = _HEX_RE.findall(result.stdout)
+        if len(hashes) != 1:
+            raise TransportError(
+                f"vantage {self.vantage!r}: {what}: the hash tool printed no digest"
+            )
+        try:
+            digest = parse_digest(f"{algorithm}:{hashes[0].decode()}")
+        except InvalidDigest:
+            raise TransportError(
+                f"vantage {self.vantage!r}: {what}: the hash tool printed a {algorithm} "
+                "digest of the wrong length"
+            ) from None
+        if on_progress is not None:
+            on_progress(connection.size)
+        return BlobDownload(connection=connection, digest=digest)
+
+
+def _shell_exit(stdout: bytes) -> int | None:
+    match = re.search(rb"TOFU3-CURL-EXIT (\d+)", stdout)
+    return int(match.group(1)) if match else None

@@ -1,0 +1,255 @@
+"""The SSH half of the seam: one paramiko connection per vantage, commands with stdin,
+bounded output and deadlines.
+
+Everything paramiko or a socket can raise becomes a tofu3 error here; nothing above this
+module imports paramiko.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import select
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+
+import paramiko
+
+from tofu3.errors import (
+    ConfigurationError,
+    HostKeyError,
+    RemoteTimeout,
+    TransportError,
+    VantageUnreachable,
+)
+from tofu3.inventory import Vantage
+from tofu3.limits import DEFAULT_LIMITS, Limits
+
+_READ_CHUNK = 65536
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What one remote command produced."""
+
+    exit_status: int
+    stdout: bytes
+    stderr: bytes
+    stdout_truncated: bool = False
+
+
+def fingerprint(key_type: str, key_bytes: bytes) -> str:
+    """OpenSSH's SHA256 fingerprint: ``SHA256:base64-without-padding``."""
+    del key_type
+    digest = hashlib.sha256(key_bytes).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+class _RecordingRejectPolicy(paramiko.RejectPolicy):
+    """RejectPolicy that remembers the key it refused, so the user can be told how to pin it."""
+
+    def __init__(self) -> None:
+        self.offered: paramiko.PKey | None = None
+
+    def missing_host_key(
+        self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
+    ) -> NoReturn:
+        self.offered = key
+        super().missing_host_key(client, hostname, key)
+
+
+def _known_hosts_name(host: str, port: int) -> str:
+    return host if port == 22 else f"[{host}]:{port}"
+
+
+def _key_line(key: paramiko.PKey) -> str:
+    return f"{key.get_name()} {key.get_base64()}"
+
+
+class SshConnection:
+    """An open SSH connection to one vantage."""
+
+    def __init__(self, vantage: Vantage, client: paramiko.SSHClient, limits: Limits) -> None:
+        self.vantage = vantage
+        self._client = client
+        self._limits = limits
+        transport = client.get_transport()
+        key = transport.get_remote_server_key() if transport is not None else None
+        self.host_key_fingerprint = (
+            fingerprint(key.get_name(), key.asbytes()) if key is not None else ""
+        )
+
+    @classmethod
+    def connect(cls, vantage: Vantage, limits: Limits = DEFAULT_LIMITS) -> SshConnection:
+        """Connect with strict host-key checking: the pinned key, else known_hosts; never
+        auto-add. Raises HostKeyError (unknown or changed key), VantageUnreachable."""
+        client = paramiko.SSHClient()
+        policy = _RecordingRejectPolicy()
+        client.set_missing_host_key_policy(policy)
+        name = _known_hosts_name(vantage.host, vantage.port)
+        try:
+            if vantage.host_key is not None:
+                key_type, data = vantage.host_key.split(" ", 1)
+                pinned = paramiko.PKey.from_type_string(key_type, base64.b64decode(data))
+                client.get_host_keys().add(name, key_type, pinned)
+            else:
+                known_hosts = Path.home() / ".ssh" / "known_hosts"
+                if known_hosts.is_file():
+                    client.load_host_keys(str(known_hosts))
+                client.load_system_host_keys()
+        except (paramiko.SSHException, ValueError, OSError) as exc:
+            raise ConfigurationError(
+                f"vantage {vantage.name!r}: cannot use its host key: {exc}"
+            ) from None
+        identity = str(Path(vantage.identity_file).expanduser()) if vantage.identity_file else None
+        try:
+            client.connect(
+                hostname=vantage.host.strip("[]"),
+                port=vantage.port,
+                username=vantage.user,
+                key_filename=identity,
+                look_for_keys=identity is None,
+                allow_agent=True,
+                timeout=limits.ssh_connect_timeout,
+                banner_timeout=limits.ssh_connect_timeout,
+                auth_timeout=limits.ssh_auth_timeout,
+                channel_timeout=limits.ssh_connect_timeout,
+            )
+        except paramiko.BadHostKeyException as exc:
+            client.close()
+            raise HostKeyError(
+                f"vantage {vantage.name!r} ({vantage.address}) offered host key "
+                f"{fingerprint('', exc.key.asbytes())}, which does not match the pinned or "
+                f"known key {fingerprint('', exc.expected_key.asbytes())}: refusing to connect "
+                "(someone may be intercepting; if the host was reinstalled, pin its new key)",
+                vantage=vantage.name,
+            ) from None
+        except paramiko.SSHException as exc:
+            client.close()
+            if policy.offered is not None:
+                key = policy.offered
+                raise HostKeyError(
+                    f"vantage {vantage.name!r} ({vantage.address}) has an unknown host key "
+                    f"{fingerprint('', key.asbytes())} ({key.get_name()}).\n"
+                    "Check that fingerprint out of band (on the vantage: "
+                    "ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub), then pin it in the "
+                    f"inventory under vantage {vantage.name!r}:\n"
+                    f'    host_key: "{_key_line(key)}"',
+                    vantage=vantage.name,
+                ) from None
+            if isinstance(exc, paramiko.PasswordRequiredException):
+                raise ConfigurationError(
+                    f"vantage {vantage.name!r}: identity file {identity} needs a passphrase; "
+                    "load it into ssh-agent"
+                ) from None
+            raise _unreachable(vantage, exc) from None
+        except (OSError, EOFError) as exc:
+            client.close()
+            raise _unreachable(vantage, exc) from None
+        return cls(vantage, client, limits)
+
+    def run(
+        self,
+        command: str,
+        stdin: bytes = b"",
+        *,
+        timeout: float,
+        stdout_cap: int,
+        on_stderr: Callable[[bytes], None] | None = None,
+    ) -> CommandResult:
+        """Run ``command`` (a POSIX sh command line with nothing secret in it) with ``stdin``.
+
+        stdout and stderr are drained together so neither can block the other; stdout is
+        capped (reading stops and the channel closes past ``stdout_cap``), stderr is capped
+        too. Raises RemoteTimeout past ``timeout`` seconds, TransportError if the connection
+        fails.
+        """
+        deadline = time.monotonic() + timeout
+        try:
+            transport = self._client.get_transport()
+            if transport is None or not transport.is_active():
+                raise VantageUnreachable(f"vantage {self.vantage.name!r}: connection lost")
+            channel = transport.open_session(timeout=self._limits.ssh_connect_timeout)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise VantageUnreachable(
+                f"vantage {self.vantage.name!r}: cannot open a session: {exc}"
+            ) from None
+        try:
+            channel.exec_command(command)
+            if stdin:
+                channel.sendall(stdin)
+            channel.shutdown_write()
+            return self._drain(channel, deadline, timeout, stdout_cap, on_stderr)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise TransportError(
+                f"vantage {self.vantage.name!r}: connection failed during a command: {exc}"
+            ) from None
+        finally:
+            channel.close()
+
+    def _drain(
+        self,
+        channel: paramiko.Channel,
+        deadline: float,
+        timeout: float,
+        stdout_cap: int,
+        on_stderr: Callable[[bytes], None] | None,
+    ) -> CommandResult:
+        stdout = bytearray()
+        stderr = bytearray()
+        stderr_cap = self._limits.stderr_bytes
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise RemoteTimeout(
+                    f"vantage {self.vantage.name!r}: command did not finish within {timeout:.0f} s"
+                )
+            readable, _, _ = select.select([channel], [], [], min(remaining, 1.0))
+            progressed = False
+            while channel.recv_ready():
+                chunk = channel.recv(_READ_CHUNK)
+                if not chunk:
+                    break
+                progressed = True
+                stdout += chunk
+                if len(stdout) > stdout_cap:
+                    return CommandResult(-1, bytes(stdout[: stdout_cap + 1]), bytes(stderr), True)
+            while channel.recv_stderr_ready():
+                chunk = channel.recv_stderr(_READ_CHUNK)
+                if not chunk:
+                    break
+                progressed = True
+                if len(stderr) < stderr_cap:
+                    stderr += chunk[: stderr_cap - len(stderr)]
+                if on_stderr is not None:
+                    on_stderr(chunk)
+            if (
+                not progressed
+                and channel.exit_status_ready()
+                and not channel.recv_ready()
+                and not channel.recv_stderr_ready()
+                and (channel.eof_received or channel.closed)
+            ):
+                return CommandResult(channel.recv_exit_status(), bytes(stdout), bytes(stderr))
+            if not readable and channel.closed and not progressed:
+                return CommandResult(channel.recv_exit_status(), bytes(stdout), bytes(stderr))
+
+    def close(self) -> None:
+        """Close the connection (and with it every channel still open)."""
+        self._client.close()
+
+
+def _unreachable(vantage: Vantage, exc: BaseException) -> VantageUnreachable:
+    if isinstance(exc, socket.timeout | TimeoutError):
+        reason = "timed out"
+    elif isinstance(exc, paramiko.AuthenticationException):
+        reason = f"authentication failed as {vantage.user or 'the current user'}"
+    elif isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
+        reason = "connection refused"
+    else:
+        reason = str(exc) or type(exc).__name__
+    return VantageUnreachable(f"vantage {vantage.name!r} ({vantage.address}): {reason}")

@@ -1,0 +1,397 @@
+"""Orchestration: connect to every vantage, have each walk the artifact's tree on its own,
+collect observations, and hand them to the (pure) verdict.
+
+Two phases. (1) Connect and probe every vantage in parallel; a configuration problem on any
+of them (unknown host key, curl too old) stops the run before anything runs anywhere.
+(2) Each vantage, in parallel, runs the registry protocol independently: its own token, its
+own view of the tag, its own index, its own blobs.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Protocol
+
+from tofu3.digest import Digest
+from tofu3.errors import (
+    ConfigurationError,
+    IntegrityError,
+    MalformedManifest,
+    Tofu3Error,
+    TransportError,
+)
+from tofu3.inventory import Inventory, Vantage
+from tofu3.limits import DEFAULT_LIMITS, Limits
+from tofu3.observation import (
+    ArtifactKind,
+    Expected,
+    Failure,
+    FailureKind,
+    Observation,
+    VantageRun,
+)
+from tofu3.oci.manifest import Descriptor, ImageManifest, Index, Manifest, parse_manifest
+from tofu3.oci.platform import PlatformFilter, describe, select
+from tofu3.protocol import RegistrySession
+from tofu3.reference import Reference
+from tofu3.remote.curl import BlobDownload, Curl
+from tofu3.remote.probe import VantageFacts, probe
+from tofu3.remote.ssh import SshConnection
+from tofu3.verdict import Verdict, decide
+
+
+class Progress(Protocol):
+    """Where verification reports what it is doing (the CLI draws it; tests may record it)."""
+
+    def step(self, vantage: str, text: str) -> None:
+        """``vantage`` started a step."""
+
+    def transfer(self, vantage: str, label: str, done: int, total: int | None) -> None:
+        """``vantage`` has received ``done`` bytes of ``label``."""
+
+    def finished(self, vantage: str, ok: bool, text: str) -> None:
+        """``vantage`` is done."""
+
+
+class SilentProgress:
+    """A Progress that shows nothing."""
+
+    def step(self, vantage: str, text: str) -> None:
+        """Ignore."""
+
+    def transfer(self, vantage: str, label: str, done: int, total: int | None) -> None:
+        """Ignore."""
+
+    def finished(self, vantage: str, ok: bool, text: str) -> None:
+        """Ignore."""
+
+
+@dataclass(frozen=True)
+class Options:
+    """How to verify."""
+
+    platforms: tuple[PlatformFilter, ...] = ()
+    jobs: int = 4
+    limits: Limits = DEFAULT_LIMITS
+
+
+@dataclass(frozen=True)
+class Connected:
+    """A vantage that is connected and probed."""
+
+    vantage: Vantage
+    connection: SshConnection
+    facts: VantageFacts
+
+
+def connect_all(
+    inventory: Inventory, progress: Progress, limits: Limits = DEFAULT_LIMITS
+) -> tuple[list[Connected], list[VantageRun]]:
+    """Connect to and probe every vantage in parallel. Returns the usable vantages and runs
+    for the unreachable ones. Raises the first ConfigurationError (after closing every
+    connection): an unknown host key or an unusable vantage stops everything."""
+
+    def one(vantage: Vantage) -> Connected | VantageRun:
+        start = time.monotonic()
+        progress.step(vantage.name, "connecting")
+        try:
+            connection = SshConnection.connect(vantage, limits)
+        except TransportError as exc:
+            progress.finished(vantage.name, False, exc.diagnostics())
+            return VantageRun(
+                name=vantage.name,
+                host=vantage.address,
+                failure=_failure(exc),
+                duration=time.monotonic() - start,
+            )
+        try:
+            progress.step(vantage.name, "probing curl")
+            facts = probe(connection, limits)
+        except TransportError as exc:
+            connection.close()
+            progress.finished(vantage.name, False, exc.diagnostics())
+            return VantageRun(
+                name=vantage.name,
+                host=vantage.address,
+                host_key_fingerprint=connection.host_key_fingerprint,
+                failure=_failure(exc),
+                duration=time.monotonic() - start,
+            )
+        except BaseException:
+            connection.close()
+            raise
+        return Connected(vantage=vantage, connection=connection, facts=facts)
+
+    connected: list[Connected] = []
+    failed: list[VantageRun] = []
+    errors: list[ConfigurationError] = []
+    with ThreadPoolExecutor(max_workers=len(inventory.vantages)) as pool:
+        futures = [pool.submit(one, v) for v in inventory.vantages]
+        for future in futures:
+            try:
+                result = future.result()
+            except ConfigurationError as exc:
+                errors.append(exc)
+                continue
+            if isinstance(result, Connected):
+                connected.append(result)
+            else:
+                failed.append(result)
+    if errors:
+        for item in connected:
+            item.connection.close()
+        raise errors[0]
+    return connected, failed
+
+
+def verify(
+    reference: Reference,
+    inventory: Inventory,
+    options: Options = Options(),
+    progress: Progress | None = None,
+) -> Verdict:
+    """Verify ``reference`` from every vantage in ``inventory``; return the verdict."""
+    sink = progress or SilentProgress()
+    connected, failed = connect_all(inventory, sink, options.limits)
+    try:
+        runs = verify_connected(reference, connected, options, sink)
+    finally:
+        for item in connected:
+            item.connection.close()
+    return decide_runs(reference, inventory, runs, failed)
+
+
+def decide_runs(
+    reference: Reference,
+    inventory: Inventory,
+    runs: Sequence[VantageRun],
+    unreachable: Sequence[VantageRun],
+) -> Verdict:
+    """The verdict over the vantages that ran and those that could not be reached, in
+    inventory order. Raises ConfigurationError when every vantage failed on the user's
+    input (a --platform that matches nothing anywhere)."""
+    order = {name: i for i, name in enumerate(inventory.names())}
+    all_runs = sorted([*runs, *unreachable], key=lambda run: order[run.name])
+    _raise_shared_configuration_error(all_runs)
+    return decide(reference, all_runs)
+
+
+def verify_connected(
+    reference: Reference, connected: Sequence[Connected], options: Options, progress: Progress
+) -> list[VantageRun]:
+    """Run the protocol on every connected vantage in parallel."""
+    if not connected:
+        return []
+    with ThreadPoolExecutor(max_workers=len(connected)) as pool:
+        futures = [pool.submit(_walk, reference, item, options, progress) for item in connected]
+        return [future.result() for future in futures]
+
+
+def _raise_shared_configuration_error(runs: Sequence[VantageRun]) -> None:
+    """A --platform that matches nothing everywhere is the user's mistake, not a verdict."""
+    failures = [run.failure for run in runs]
+    if failures and all(f is not None and f.kind is FailureKind.CONFIGURATION for f in failures):
+        first = failures[0]
+        raise ConfigurationError(first.message if first is not None else "configuration error")
+
+
+def _failure(exc: Tofu3Error, key: str | None = None) -> Failure:
+    if isinstance(exc, IntegrityError):
+        kind = FailureKind.INTEGRITY
+    elif isinstance(exc, ConfigurationError):
+        kind = FailureKind.CONFIGURATION
+    else:
+        kind = FailureKind.TRANSPORT
+    code = getattr(exc, "code", "CONFIGURATION_ERROR")
+    return Failure(kind=kind, code=str(code), message=exc.diagnostics(), key=key)
+
+
+class _Walk:
+    """One vantage's walk of the tree: root, selected children, blobs."""
+
+    def __init__(
+        self, reference: Reference, item: Connected, options: Options, progress: Progress
+    ) -> None:
+        self.reference = reference
+        self.name = item.vantage.name
+        self.options = options
+        self.progress = progress
+        curl = Curl(item.connection, item.facts, item.vantage.curl_args, options.limits)
+        self.session = RegistrySession(curl, reference, options.limits)
+        self.observations: list[Observation] = []
+        self.lock = threading.Lock()
+        self.current_key: str | None = None
+
+    def record(self, observation: Observation) -> None:
+        with self.lock:
+            self.observations.append(observation)
+
+    def run(self) -> None:
+        self.progress.step(self.name, "token")
+        self.session.authenticate()
+        self.progress.step(self.name, f"manifest {self.reference.manifest_reference}")
+        self.current_key = "root"
+        root = self.session.manifest(
+            self.reference.manifest_reference,
+            what=f"manifest {self.reference.manifest_reference}",
+            expected=self.reference.digest,
+        )
+        parsed = parse_manifest(root.body, root.content_type, self.options.limits)
+        kind = ArtifactKind.INDEX if isinstance(parsed, Index) else ArtifactKind.MANIFEST
+        self.record(
+            Observation(
+                key="root",
+                kind=kind,
+                platform=None,
+                expected=Expected(self.reference.digest, None, None),
+                digest=root.digest,
+                size=len(root.body),
+                media_type=parsed.media_type,
+                status=root.connection.status,
+                remote_ip=root.connection.remote_ip,
+                url=root.connection.url_effective,
+            )
+        )
+        blobs: list[tuple[str, str | None, ArtifactKind, Descriptor]] = []
+        if isinstance(parsed, Index):
+            self._children(parsed, "root", {root.digest}, 1, blobs)
+        else:
+            blobs.extend(self._blobs_of(parsed, "root", None))
+        self._download(blobs)
+
+    def _children(
+        self,
+        index: Index,
+        parent_key: str,
+        seen: set[Digest],
+        depth: int,
+        blobs: list[tuple[str, str | None, ArtifactKind, Descriptor]],
+    ) -> None:
+        if depth > self.options.limits.max_index_depth:
+            raise MalformedManifest("indexes nested deeper than tofu3 follows")
+        chosen = select(index, self.options.platforms)
+        self.progress.step(self.name, f"{len(chosen)} manifests")
+
+        def fetch(descriptor: Descriptor) -> tuple[Descriptor, str, Manifest]:
+            label = describe(descriptor)
+            key = f"{parent_key}/{label}" if parent_key != "root" else label
+            if descriptor.digest in seen:
+                raise MalformedManifest(
+                    f"index entry {label} points back to {descriptor.digest}: a cycle"
+                )
+            fetched = self.session.manifest(
+                descriptor.digest, what=f"manifest {label}", expected=descriptor.digest
+            )
+            parsed = parse_manifest(fetched.body, fetched.content_type, self.options.limits)
+            if parsed.media_type != descriptor.media_type:
+                raise MalformedManifest(
+                    f"manifest {label} is a {parsed.media_type} but the index says "
+                    f"{descriptor.media_type}"
+                )
+            self.record(
+                Observation(
+                    key=key,
+                    kind=ArtifactKind.INDEX if isinstance(parsed, Index) else ArtifactKind.MANIFEST,
+                    platform=label,
+                    expected=Expected(descriptor.digest, descriptor.size, descriptor.media_type),
+                    digest=fetched.digest,
+                    size=len(fetched.body),
+                    media_type=parsed.media_type,
+                    status=fetched.connection.status,
+                    remote_ip=fetched.connection.remote_ip,
+                    url=fetched.connection.url_effective,
+                    annotations=dict(descriptor.annotations),
+                )
+            )
+            return descriptor, key, parsed
+
+        with ThreadPoolExecutor(max_workers=max(1, self.options.jobs)) as pool:
+            results = list(pool.map(fetch, chosen))
+        for descriptor, key, parsed in results:
+            if isinstance(parsed, Index):
+                self._children(parsed, key, seen | {descriptor.digest}, depth + 1, blobs)
+            elif isinstance(parsed, ImageManifest):
+                blobs.extend(self._blobs_of(parsed, key, describe(descriptor)))
+
+    @staticmethod
+    def _blobs_of(
+        manifest: ImageManifest, parent_key: str, platform: str | None
+    ) -> list[tuple[str, str | None, ArtifactKind, Descriptor]]:
+        prefix = "" if parent_key == "root" else f"{parent_key}/"
+        items: list[tuple[str, str | None, ArtifactKind, Descriptor]] = [
+            (f"{prefix}config", platform, ArtifactKind.CONFIG, manifest.config)
+        ]
+        items.extend(
+            (f"{prefix}layer[{i}]", platform, ArtifactKind.LAYER, layer)
+            for i, layer in enumerate(manifest.layers)
+        )
+        return items
+
+    def _download(self, blobs: list[tuple[str, str | None, ArtifactKind, Descriptor]]) -> None:
+        # The same blob (a shared config, say) is downloaded once per vantage.
+        unique: dict[Digest, Descriptor] = {}
+        for _, _, _, descriptor in blobs:
+            unique.setdefault(descriptor.digest, descriptor)
+        self.progress.step(self.name, f"{len(unique)} blobs")
+        done_bytes: dict[Digest, int] = {}
+        total = sum(d.size for d in unique.values())
+
+        def download(descriptor: Descriptor) -> tuple[Digest, BlobDownload]:
+            def on_progress(seen: int) -> None:
+                with self.lock:
+                    done_bytes[descriptor.digest] = seen
+                    done = sum(done_bytes.values())
+                self.progress.transfer(self.name, descriptor.digest, done, total)
+
+            return descriptor.digest, self.session.blob(
+                descriptor.digest, what=f"blob {descriptor.digest}", on_progress=on_progress
+            )
+
+        with ThreadPoolExecutor(max_workers=max(1, self.options.jobs)) as pool:
+            results = dict(pool.map(download, unique.values()))
+        for key, platform, kind, descriptor in blobs:
+            result = results[descriptor.digest]
+            connection = result.connection
+            self.record(
+                Observation(
+                    key=key,
+                    kind=kind,
+                    platform=platform,
+                    expected=Expected(descriptor.digest, descriptor.size, descriptor.media_type),
+                    digest=result.digest,
+                    size=connection.size,
+                    media_type=descriptor.media_type,
+                    status=connection.status,
+                    remote_ip=connection.remote_ip,
+                    url=connection.url_effective,
+                    annotations=dict(descriptor.annotations),
+                )
+            )
+
+
+def _walk(
+    reference: Reference, item: Connected, options: Options, progress: Progress
+) -> VantageRun:
+    start = time.monotonic()
+    walk = _Walk(reference, item, options, progress)
+    failure: Failure | None = None
+    try:
+        walk.run()
+    except Tofu3Error as exc:
+        failure = _failure(exc)
+    text = "done" if failure is None else failure.message
+    progress.finished(item.vantage.name, failure is None, text)
+    return VantageRun(
+        name=item.vantage.name,
+        host=item.vantage.address,
+        curl_version=item.facts.curl_version,
+        hash_tool=item.facts.hash_tool,
+        host_key_fingerprint=item.connection.host_key_fingerprint,
+        observations=tuple(sorted(walk.observations, key=lambda o: o.key)),
+        failure=failure,
+        duration=time.monotonic() - start,
+    )
