@@ -47,6 +47,11 @@ def _consoles() -> tuple[Console, Console]:
     no_color = bool(os.environ.get("NO_COLOR"))
     out = Console(no_color=no_color, highlight=False, soft_wrap=False)
     err = Console(stderr=True, no_color=no_color, highlight=False)
+    # Piped output (logs, CI) keeps full table rows rather than the 80 columns rich assumes.
+    if not out.is_terminal and "COLUMNS" not in os.environ:
+        out.width = 200
+    if not err.is_terminal and "COLUMNS" not in os.environ:
+        err.width = 200
     return out, err
 
 
@@ -209,8 +214,8 @@ def _lab(args: argparse.Namespace, out: Console, err: Console) -> int:
         if status.mode is None:
             out.print(f"no lab in {escape(str(status.directory))}")
             return EXIT_INCONCLUSIVE
-        state = "up" if status.up else "not fully up"
-        out.print(f"lab {state} ({status.mode.value}) in {escape(str(status.directory))}")
+        health = "up" if status.up else "not fully up"
+        out.print(f"lab {health} ({status.mode.value}) in {escape(str(status.directory))}")
         for process in status.processes:
             alive = "[green]running[/]" if process.alive else "[red]gone[/]"
             where = escape(", ".join(process.endpoints))

@@ -35,7 +35,7 @@ from tofu3.observation import (
     VantageRun,
 )
 from tofu3.oci.manifest import Descriptor, ImageManifest, Index, Manifest, parse_manifest
-from tofu3.oci.platform import PlatformFilter, describe, select
+from tofu3.oci.platform import PlatformFilter, entry_labels, select
 from tofu3.protocol import RegistrySession
 from tofu3.reference import Reference
 from tofu3.remote.curl import BlobDownload, Curl
@@ -276,8 +276,10 @@ class _Walk:
         chosen = select(index, self.options.platforms)
         self.progress.step(self.name, f"{len(chosen)} manifests")
 
+        labels = dict(zip((id(d) for d in chosen), entry_labels(index, chosen), strict=True))
+
         def fetch(descriptor: Descriptor) -> tuple[Descriptor, str, Manifest]:
-            label = describe(descriptor)
+            label = labels[id(descriptor)]
             key = f"{parent_key}/{label}" if parent_key != "root" else label
             if descriptor.digest in seen:
                 raise MalformedManifest(
@@ -315,7 +317,7 @@ class _Walk:
             if isinstance(parsed, Index):
                 self._children(parsed, key, seen | {descriptor.digest}, depth + 1, blobs)
             elif isinstance(parsed, ImageManifest):
-                blobs.extend(self._blobs_of(parsed, key, describe(descriptor)))
+                blobs.extend(self._blobs_of(parsed, key, labels[id(descriptor)]))
 
     @staticmethod
     def _blobs_of(

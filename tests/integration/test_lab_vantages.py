@@ -271,6 +271,8 @@ def test_lab_up_starts_three_vantages_pinned_in_its_inventory(loopback_lab: LabS
     assert all(process_alive(v.pid, v.start_ticks) for v in state.vantages)
     assert lab_status(state.directory).up
 
+    registry = state.registry
+    assert registry is not None
     inventory = load_inventory(lab_inventory(state.directory))
     assert len(inventory.vantages) == 3
     for entry, record in zip(inventory.vantages, state.vantages, strict=True):
@@ -282,7 +284,7 @@ def test_lab_up_starts_three_vantages_pinned_in_its_inventory(loopback_lab: LabS
             "--interface",
             record.source_ip,
         )
-        assert f"ghcr.io:443:127.0.0.1:{state.registry.ports['registry'][1]}" in entry.curl_args  # type: ignore[union-attr]
+        assert f"ghcr.io:443:127.0.0.1:{registry.ports['registry'][1]}" in entry.curl_args
 
     # Starting again while it is up gives back the same lab.
     assert lab_up(state.directory) == state

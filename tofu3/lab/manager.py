@@ -40,7 +40,6 @@ from tofu3.lab.sshd import (
     ensure_client_key,
     free_port,
     process_alive,
-    process_start_ticks,
     start_vantage,
 )
 
@@ -418,10 +417,8 @@ def _start(directory: Path, mode: LabMode) -> LabState:
             else:
                 links = ()
                 pki = ensure_pki(directory)
-                services = {
-                    role: (LOOPBACK_SERVICE_ADDRESS, free_port(LOOPBACK_SERVICE_ADDRESS))
-                    for role in SERVICE_ADDRESSES
-                }
+                # Port 0: the registry binds free ports itself and reports them.
+                services = {role: (LOOPBACK_SERVICE_ADDRESS, 0) for role in SERVICE_ADDRESSES}
             state = LabState(
                 directory=directory,
                 mode=mode,
@@ -433,12 +430,13 @@ def _start(directory: Path, mode: LabMode) -> LabState:
             undo.callback(_forget_state, directory)
 
             registry = _start_registry(directory, services)
-            registry_ticks = process_start_ticks(registry.pid)
-            undo.callback(_stop_registry, registry.pid, registry_ticks)
+            undo.callback(_stop_registry, registry.pid, registry.start_ticks)
             state = replace(
                 state,
                 registry=RegistryRecord(
-                    pid=registry.pid, start_ticks=registry_ticks, ports=dict(registry.ports)
+                    pid=registry.pid,
+                    start_ticks=registry.start_ticks,
+                    ports=dict(registry.ports),
                 ),
             )
             _write_state(state)
@@ -504,10 +502,6 @@ def _start_registry(directory: Path, services: Mapping[str, tuple[str, int]]) ->
         auth=services["auth"],
         cdn=services["cdn"],
     )
-    if registry.pid == os.getpid():
-        # Stopping the lab signals this pid; it must never be the caller's own.
-        registry.stop()
-        raise LabError("the lab registry must run in its own process")
     _REGISTRIES[registry.pid] = registry
     return registry
 

@@ -178,6 +178,7 @@ def start_vantage(
         command = [*exec_prefix(netns), *command]
     log_path = directory / "sshd.log"
     with log_path.open("ab") as log:
+        log_start = log.tell()
         try:
             process = subprocess.Popen(
                 command,
@@ -202,36 +203,50 @@ def start_vantage(
         log_path=log_path,
     )
     try:
-        _wait_for_banner(process, address, port)
+        _wait_until_listening(process, log_path, log_start, address, port)
     except LabError as error:
         vantage.stop()
-        raise LabError(f"vantage {name}: {error}\n{_tail(log_path)}") from error
+        raise LabError(f"vantage {name}: {error}\n{_tail(log_path, log_start)}") from error
     return vantage
 
 
-def _wait_for_banner(process: subprocess.Popen[bytes], address: str, port: int) -> None:
+def _wait_until_listening(
+    process: subprocess.Popen[bytes], log_path: Path, log_start: int, address: str, port: int
+) -> None:
+    # A banner alone could come from another daemon already on that port (this one then
+    # fails to bind and exits a moment later), so sshd must also have logged that it listens.
+    listening = f"Server listening on {address} port {port}.".encode()
     deadline = time.monotonic() + START_TIMEOUT
     last_error = "no answer"
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise LabError(f"sshd exited with status {process.returncode} before it was ready")
-        try:
-            with socket.create_connection((address, port), timeout=1.0) as connection:
-                banner = connection.recv(256)
-            if banner.startswith(b"SSH-"):
-                return
-            last_error = f"unexpected banner {banner[:40]!r}"
-        except OSError as error:
-            last_error = str(error)
+        if listening in _read_from(log_path, log_start):
+            try:
+                with socket.create_connection((address, port), timeout=1.0) as connection:
+                    banner = connection.recv(256)
+                if banner.startswith(b"SSH-"):
+                    return
+                last_error = f"unexpected banner {banner[:40]!r}"
+            except OSError as error:
+                last_error = str(error)
+        else:
+            last_error = "it has not said it is listening"
         time.sleep(0.05)
     raise LabError(f"sshd on {address}:{port} not ready after {START_TIMEOUT:.0f} s: {last_error}")
 
 
-def _tail(path: Path, lines: int = 20) -> str:
+def _read_from(path: Path, offset: int) -> bytes:
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        with path.open("rb") as handle:
+            handle.seek(offset)
+            return handle.read()
     except OSError:
-        return ""
+        return b""
+
+
+def _tail(path: Path, offset: int, lines: int = 20) -> str:
+    text = _read_from(path, offset).decode("utf-8", errors="replace")
     return "\n".join(text.splitlines()[-lines:])
 
 
@@ -297,6 +312,8 @@ def end_process(pid: int, start_ticks: int | None = None, timeout: float = STOP_
 
     Returns whether it was running. Raises LabError if it survives SIGKILL.
     """
+    if pid == os.getpid():
+        raise LabError("refusing to signal this process itself")
     if not process_alive(pid, start_ticks):
         _CHILDREN.pop(pid, None)
         return False

@@ -67,6 +67,26 @@ def describe(descriptor: Descriptor) -> str:
     return f"{label} ({tag})" if tag else label
 
 
+def entry_labels(index: Index, chosen: Sequence[Descriptor]) -> list[str]:
+    """A label for each chosen entry, unique within the index, so every entry is its own
+    artifact: an attestation names the platform it attests, and labels that would repeat
+    get the entry's position."""
+    by_digest = {d.digest: d for d in index.manifests}
+    labels: list[str] = []
+    for descriptor in chosen:
+        label = describe(descriptor)
+        if descriptor.is_attestation:
+            target = by_digest.get(descriptor.annotations.get("vnd.docker.reference.digest", ""))  # type: ignore[call-overload]
+            if target is not None and not target.is_attestation:
+                label = f"attestation for {describe(target)}"
+        labels.append(label)
+    positions = {id(d): i for i, d in enumerate(index.manifests)}
+    return [
+        f"{label} #{positions.get(id(descriptor), n)}" if labels.count(label) > 1 else label
+        for n, (label, descriptor) in enumerate(zip(labels, chosen, strict=True))
+    ]
+
+
 def select(index: Index, filters: Sequence[PlatformFilter]) -> list[Descriptor]:
     """The index entries to verify: all of them without filters (attestations included, they
     are part of what was published); with filters, the matching platforms, never an

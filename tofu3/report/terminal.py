@@ -4,8 +4,10 @@ one-line verdict."""
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from types import TracebackType
 
+from rich.box import SIMPLE
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -20,8 +22,10 @@ from rich.progress import (
 from rich.table import Table
 
 from tofu3.digest import short
+from tofu3.observation import ArtifactKind
 from tofu3.verdict import Artifact, Severity, Verdict, VerdictKind
 
+_MAX_FINDINGS_SHOWN = 12
 _STYLE = {
     VerdictKind.ACCEPTED: "bold green",
     VerdictKind.REJECTED: "bold red",
@@ -87,29 +91,53 @@ class LiveProgress:
         self._console.print(f"  {escape(vantage)}: {mark} {escape(text) if not ok else ''}")
 
 
-def _cell(artifact: Artifact, vantage: str) -> str:
+def _reference_digest(artifact: Artifact) -> str | None:
+    """The digest a row is judged against: the descriptor's, else what most vantages saw."""
+    expected = {o.expected.digest for o in artifact.observations.values() if o.expected.digest}
+    if len(expected) == 1:
+        return next(iter(expected))
+    counts = Counter(o.digest for o in artifact.observations.values())
+    return counts.most_common(1)[0][0] if counts else None
+
+
+def _cell(artifact: Artifact, vantage: str, reference: str | None) -> str:
     obs = artifact.observations.get(vantage)
     if obs is None:
         return "[dim]-[/]"
-    good = artifact.agreed and (obs.expected.digest is None or obs.digest == obs.expected.digest)
-    if obs.expected.size is not None and obs.size != obs.expected.size:
-        good = False
-    mark = "[green]✓[/]" if good else "[red]✗[/]"
-    return f"{mark} {short(obs.digest)}"
+    good = obs.digest == reference and (obs.expected.size is None or obs.size == obs.expected.size)
+    if good:
+        return "[green]✓[/]"
+    return f"[red]✗ {short(obs.digest)}[/]"
+
+
+def _label(artifact: Artifact) -> str:
+    if artifact.key == "root":
+        return artifact.kind.value
+    parent, _, leaf = artifact.key.rpartition("/")
+    if artifact.kind in (ArtifactKind.CONFIG, ArtifactKind.LAYER) and parent:
+        return f"  └ {leaf}"
+    return artifact.key
 
 
 def render_table(verdict: Verdict) -> Table:
-    """Artifacts x vantages, with each vantage's digest and an agreement mark."""
+    """Artifacts x vantages: the digest each row is judged against, and per vantage a mark
+    (✓ same bytes; ✗ with the digest that vantage saw instead)."""
     names = [run.name for run in verdict.runs]
-    table = Table(title=escape(verdict.reference.original), title_justify="left")
-    table.add_column("artifact", overflow="fold")
-    table.add_column("size", justify="right")
+    table = Table(title=escape(verdict.reference.original), title_justify="left", box=SIMPLE)
+    table.add_column("artifact", no_wrap=True)
+    table.add_column("size", justify="right", no_wrap=True)
+    table.add_column("digest", no_wrap=True)
     for name in names:
-        table.add_column(escape(name))
+        table.add_column(escape(name), no_wrap=True)
     for artifact in verdict.artifacts:
-        label = artifact.kind.value if artifact.key == "root" else artifact.key
+        reference = _reference_digest(artifact)
         size = "" if artifact.size is None else f"{artifact.size:,}"
-        table.add_row(escape(label), size, *[_cell(artifact, n) for n in names])
+        table.add_row(
+            escape(_label(artifact)),
+            size,
+            short(reference) if reference else "",
+            *[_cell(artifact, n, reference) for n in names],
+        )
     return table
 
 
@@ -129,16 +157,22 @@ def verdict_line(verdict: Verdict) -> str:
         next(iter(verdict.findings), None),
     )
     reason = escape(first.message) if first else "see the findings"
-    return f"{head}: {reason}"
+    more = len(verdict.findings) - 1
+    return f"{head}: {reason}" + (f" (and {more} more findings)" if more > 0 else "")
 
 
 def print_verdict(console: Console, verdict: Verdict) -> None:
     """Table, findings, verdict line."""
     console.print(render_table(verdict))
-    for finding in verdict.findings:
+    for finding in verdict.findings[:_MAX_FINDINGS_SHOWN]:
         colour = "red" if finding.severity is Severity.CRITICAL else "yellow"
         console.print(
             f"[{colour}]{finding.severity.value.upper()} {finding.code}[/] "
-            f"{escape(finding.message)}"
+            f"{escape(finding.message)}",
+            soft_wrap=True,
         )
-    console.print(verdict_line(verdict))
+    hidden = len(verdict.findings) - _MAX_FINDINGS_SHOWN
+    if hidden > 0:
+        console.print(f"... and {hidden} more findings (all of them are in --json/--report)")
+    # soft_wrap: the pinned reference must stay on one line to be copied.
+    console.print(verdict_line(verdict), soft_wrap=True)

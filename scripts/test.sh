@@ -1,0 +1,11 @@
+#!/bin/sh
+# Install what the tests need (system packages included) and run the whole suite: unit tests,
+# and integration tests with real sshd, curl, the lab registry and the CNCF distribution
+# registry. Network-namespace tests need root (CI runs as root).
+set -eu
+cd "$(dirname "$0")/.."
+sh scripts/install.sh docker-registry
+.venv/bin/ruff check tofu3 tests
+.venv/bin/ruff format --check tofu3 tests
+.venv/bin/mypy
+exec .venv/bin/python -m pytest -q "$@"
