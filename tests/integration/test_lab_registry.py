@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 from collections.abc import Callable, Iterator
@@ -19,6 +20,7 @@ import pytest
 
 from tofu3.digest import Digest, digest_bytes
 from tofu3.lab.atomic import write_atomic
+from tofu3.lab.errors import LabError
 from tofu3.lab.registry import PORTS_FILE, RegistryProcess, start_registry
 from tofu3.oci.media_types import ACCEPT, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX
 
@@ -129,21 +131,18 @@ def test_bare_v2_is_challenged_with_ghcr_realm_service_and_scope(client: LabClie
     response = client.request("https://ghcr.io/v2/")
     assert response.status_code == 401
     assert response.headers["WWW-Authenticate"] == (
-        'Bearer realm="https://ghcr.io/token",service="ghcr.io",'
-        'scope="repository:user/image:pull"'
+        'Bearer realm="https://ghcr.io/token",service="ghcr.io",scope="repository:user/image:pull"'
     )
     assert response.json()["errors"][0]["code"] == "UNAUTHORIZED"
 
 
 def test_host_with_port_is_the_same_registry(lab_registry: RegistryProcess) -> None:
-    client = LabClient(lab_registry)
     address, port = lab_registry.ports["registry"]
     response = httpx.get(
         f"https://{address}:{port}/v2/",
         headers={"Host": "registry-1.docker.io:443"},
         verify=ssl.create_default_context(cafile=str(lab_registry.directory / "ca.pem")),
     )
-    client.close()
     assert 'realm="https://auth.docker.io/token"' in response.headers["WWW-Authenticate"]
 
 
@@ -161,9 +160,7 @@ def test_token_response_has_token_access_token_and_expiry(client: LabClient) -> 
 def test_manifest_without_token_is_challenged_with_the_repository_scope(
     client: LabClient,
 ) -> None:
-    response = client.request(
-        f"https://ghcr.io/v2/{WGET}/manifests/1.24.5", {"Accept": OCI_INDEX}
-    )
+    response = client.request(f"https://ghcr.io/v2/{WGET}/manifests/1.24.5", {"Accept": OCI_INDEX})
     assert response.status_code == 401
     assert f'scope="repository:{WGET}:pull"' in response.headers["WWW-Authenticate"]
     assert "error=" not in response.headers["WWW-Authenticate"]
@@ -414,12 +411,10 @@ def test_curl_pulls_a_bottle_by_the_public_names_with_the_lab_ca(
         address, port = lab_registry.ports[role]
         connect += ["--connect-to", f"{host}:443:{address}:{port}"]
     output = tmp_path / "bottle.tar.gz"
+    command = ["curl", "-q", "-sS", "--fail", "-L", "-K", "-", *connect, "-o", str(output)]
+    command += ["--cacert", str(lab_registry.directory / "ca.pem")]
     result = subprocess.run(
-        [
-            "curl", "-q", "-sS", "--fail", "-L", "-K", "-", *connect,
-            "--cacert", str(lab_registry.directory / "ca.pem"),
-            "-o", str(output), f"https://ghcr.io/v2/{WGET}/blobs/{digest}",
-        ],  # fmt: skip
+        [*command, f"https://ghcr.io/v2/{WGET}/blobs/{digest}"],
         input=f'header = "Authorization: Bearer {token}"\n',
         capture_output=True,
         text=True,
@@ -443,4 +438,13 @@ def test_registry_stops_on_sigterm_with_status_0_and_forgets_its_ports(tmp_path:
     finally:
         registry.stop()
     assert registry.exit_status == 0
+    assert not (tmp_path / PORTS_FILE).exists()
+
+
+def test_a_taken_port_fails_the_start_with_the_reason(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(LabError, match=r"cannot listen on 127\.0\.0\.1"):
+            start_registry(tmp_path, cdn=("127.0.0.1", taken.getsockname()[1]), timeout=10)
     assert not (tmp_path / PORTS_FILE).exists()

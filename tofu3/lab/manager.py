@@ -411,7 +411,7 @@ def _start(directory: Path, mode: LabMode) -> LabState:
         try:
             if mode is LabMode.NETNS:
                 links = setup_network(VANTAGE_NAMES)
-                undo.callback(teardown_network, VANTAGE_NAMES)
+                undo.callback(_remove_network_quietly)
                 pki = ensure_pki(directory, extra_ips=tuple(SERVICE_ADDRESSES.values()))
                 services = {role: (a, SERVICE_PORT) for role, a in SERVICE_ADDRESSES.items()}
             else:
@@ -540,9 +540,15 @@ def _stop(state: LabState) -> list[str]:
         # Keep the record: the next `lab down` must still know these pids.
         raise LabError("the lab did not stop cleanly: " + "; ".join(problems))
     if state.mode is LabMode.NETNS:
-        stopped += teardown_network([v.name for v in state.vantages] or VANTAGE_NAMES)
+        stopped += teardown_network(VANTAGE_NAMES)
     _forget_state(state.directory)
     return stopped
+
+
+def _remove_network_quietly() -> None:
+    # Only on the way out of a failed start: the error that stopped it is the one to report.
+    with contextlib.suppress(LabError):
+        teardown_network(VANTAGE_NAMES)
 
 
 def _forget_state(directory: Path) -> None:

@@ -179,8 +179,12 @@ def setup_network(vantages: Sequence[str]) -> tuple[NamespaceLink, ...]:
         _ip("link", "set", SERVICE_INTERFACE, "up")
         for link in links:
             _add_namespace(link)
-    except LabError:
-        teardown_network([link.vantage for link in links])
+    except BaseException as error:
+        # Undo what was made; the error that stopped the set-up is the one worth reporting.
+        with contextlib.suppress(LabError):
+            teardown_network([link.vantage for link in links])
+        if isinstance(error, OSError):
+            raise LabError(f"cannot set up the lab network: {error}") from error
         raise
     return links
 
@@ -224,6 +228,7 @@ def teardown_network(vantages: Sequence[str] | None = None) -> list[str]:
     if os.geteuid() != 0:
         return []
     removed: list[str] = []
+    failed: list[str] = []
     existing_links = set(_link_names())
     existing_netns = set(_netns_names())
     if vantages is None:
@@ -235,22 +240,29 @@ def teardown_network(vantages: Sequence[str] | None = None) -> list[str]:
         host_interfaces = [link.host_interface for link in planned]
         namespaces = [link.netns for link in planned]
         etc_dirs = namespaces
-    for interface in host_interfaces:
-        # Deleting one end of a veth pair deletes the other, inside the namespace.
-        if interface in existing_links and _ip_ok("link", "del", interface):
-            removed.append(f"link {interface}")
-    for namespace in namespaces:
-        if namespace in existing_netns and _ip_ok("netns", "del", namespace):
-            removed.append(f"netns {namespace}")
+    # Deleting one end of a veth pair deletes the other, inside the namespace.
+    steps = [(f"link {n}", ("link", "del", n)) for n in host_interfaces if n in existing_links]
+    steps += [(f"netns {n}", ("netns", "del", n)) for n in namespaces if n in existing_netns]
+    if SERVICE_INTERFACE in existing_links:
+        steps.append((f"link {SERVICE_INTERFACE}", ("link", "del", SERVICE_INTERFACE)))
+    for what, command in steps:
+        result = _run_ip(*command)
+        if result.returncode == 0:
+            removed.append(what)
+        else:
+            failed.append(f"{what}: {result.stderr.strip()}")
     for name in etc_dirs:
         directory = NETNS_ETC / name
         if directory.is_dir():
-            shutil.rmtree(directory, ignore_errors=True)
-            removed.append(f"directory {directory}")
-    if SERVICE_INTERFACE in existing_links and _ip_ok("link", "del", SERVICE_INTERFACE):
-        removed.append(f"link {SERVICE_INTERFACE}")
+            try:
+                shutil.rmtree(directory)
+                removed.append(f"directory {directory}")
+            except OSError as error:
+                failed.append(f"directory {directory}: {error}")
     with contextlib.suppress(OSError):
         NETNS_ETC.rmdir()  # only when empty; a directory of nothing serves no one
+    if failed:
+        raise LabError("could not remove the lab network: " + "; ".join(failed))
     return removed
 
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType, MappingProxyType, TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 from tofu3.lab.atomic import write_atomic
 from tofu3.lab.content import build_alt_store, build_store
@@ -112,13 +112,20 @@ def serve(directory: Path, addresses: Mapping[Role, Address]) -> int:
     signal.signal(signal.SIGINT, on_signal)
 
     servers: dict[Role, LabServer] = {}
-    try:
-        for role, address in addresses.items():
+    for role, address in addresses.items():
+        try:
             servers[role] = LabServer(address, role, state, tls)
-        for server in servers.values():
-            threading.Thread(
-                target=server.serve_forever, args=(POLL_INTERVAL,), daemon=True
-            ).start()
+        except OSError as error:
+            for server in servers.values():
+                server.server_close()
+            print(
+                f"cannot listen on {address[0]}:{address[1]} ({role.value}): {error}",
+                file=sys.stderr,
+            )
+            return 1
+    for server in servers.values():
+        threading.Thread(target=server.serve_forever, args=(POLL_INTERVAL,), daemon=True).start()
+    try:
         ports: dict[str, Any] = {
             role.value: [server.server_address[0], server.server_address[1]]
             for role, server in servers.items()
@@ -249,11 +256,15 @@ def start_registry(
             ports = read_ports(directory)
             if (
                 ports is not None
-                and ports[1] == process.pid
-                and all(map(_accepts, ports[0].values()))
+                and ports.pid == process.pid
+                and all(map(_accepts, ports.listeners.values()))
             ):
                 return RegistryProcess(
-                    directory, process.pid, process_start_ticks(process.pid), ports[0], process
+                    directory,
+                    process.pid,
+                    process_start_ticks(process.pid),
+                    ports.listeners,
+                    process,
                 )
             if time.monotonic() > deadline:
                 raise LabError(f"the lab registry was not ready after {timeout:.0f} s")
@@ -264,12 +275,19 @@ def start_registry(
         raise
 
 
-def read_ports(directory: Path) -> tuple[Mapping[str, Address], int] | None:
-    """The listeners and pid in DIR/registry-ports.json, or None if absent or unreadable."""
+class PortsFile(NamedTuple):
+    """DIR/registry-ports.json: role -> (address, port) of each listener, and the pid."""
+
+    listeners: Mapping[str, Address]
+    pid: int
+
+
+def read_ports(directory: Path) -> PortsFile | None:
+    """What DIR/registry-ports.json says, or None if it is absent or unreadable."""
     try:
         data = json.loads((directory / PORTS_FILE).read_text(encoding="utf-8"))
         ports = {role.value: (str(data[role.value][0]), int(data[role.value][1])) for role in Role}
-        return MappingProxyType(ports), int(data["pid"])
+        return PortsFile(MappingProxyType(ports), int(data["pid"]))
     except (OSError, ValueError, KeyError, IndexError, TypeError):
         return None
 

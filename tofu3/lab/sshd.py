@@ -13,6 +13,7 @@ signalled.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import pwd
 import signal
@@ -111,7 +112,8 @@ def ensure_client_key(directory: Path) -> ClientKey:
 
 def free_port(address: str) -> int:
     """A TCP port that is free on ``address`` now (the kernel's pick for port 0)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
         try:
             probe.bind((address, 0))
         except OSError as error:
@@ -120,10 +122,10 @@ def free_port(address: str) -> int:
         return port
 
 
-def _sshd_config(directory: Path, address: str, port: int, user: str) -> str:
+def _sshd_config(directory: Path, listen: str, user: str) -> str:
     # Nothing is inherited from /etc/ssh/sshd_config: sshd reads only the file given with -f.
     lines = [
-        f"ListenAddress {address}:{port}",
+        f"ListenAddress {listen}",
         f"HostKey {directory / HOST_KEY_NAME}",
         f"PidFile {directory / 'sshd.pid'}",
         f"AuthorizedKeysFile {directory / 'authorized_keys'}",
@@ -162,13 +164,27 @@ def start_vantage(
     created if missing. ``client_public_key`` is the one key allowed to log in. With ``netns``
     the daemon runs inside that network namespace (root only; see :mod:`tofu3.lab.netns`).
     """
+    # Everything below lands in sshd_config or authorized_keys, one setting per line.
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError as error:
+        raise LabError(f"vantage {name}: not an IP address: {address!r}") from error
+    if not 0 < port < 65536:
+        raise LabError(f"vantage {name}: not a TCP port: {port}")
+    if not client_public_key.strip() or "\n" in client_public_key.strip():
+        raise LabError(f"vantage {name}: the client public key must be one line")
+    address = str(ip)  # canonical, as sshd will log it
+    listen = f"[{address}]:{port}" if ip.version == 6 else f"{address}:{port}"
+
     directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
     host_key = generate_key(directory / HOST_KEY_NAME, f"tofu3-lab-{name}")
     # "restrict" forbids forwarding, agent, X11 and pty for this key: it may only run commands.
-    (directory / "authorized_keys").write_text(f"restrict {client_public_key}\n", encoding="utf-8")
+    (directory / "authorized_keys").write_text(
+        f"restrict {client_public_key.strip()}\n", encoding="utf-8"
+    )
     config = directory / "sshd_config"
-    config.write_text(_sshd_config(directory, address, port, current_user()), encoding="utf-8")
+    config.write_text(_sshd_config(directory, listen, current_user()), encoding="utf-8")
     if os.geteuid() == 0:
         # A root sshd refuses to start without its privilege-separation directory.
         PRIVSEP_DIR.mkdir(mode=0o755, exist_ok=True)
@@ -207,6 +223,9 @@ def start_vantage(
     except LabError as error:
         vantage.stop()
         raise LabError(f"vantage {name}: {error}\n{_tail(log_path, log_start)}") from error
+    except BaseException:
+        vantage.stop()  # interrupted while waiting: leave nothing running
+        raise
     return vantage
 
 
