@@ -21,9 +21,8 @@ import subprocess
 import tarfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
 from typing import IO, Any
 from urllib.parse import quote
 
@@ -41,6 +40,9 @@ STOP_TIMEOUT = 10.0
 """Seconds a registry has to exit after SIGTERM, and again after SIGKILL."""
 START_ATTEMPTS = 3
 """A free port found by probing can be taken before the registry binds it."""
+
+BLOB_STORE = "docker/registry/v2/blobs"
+"""Where, under its storage root, the filesystem driver keeps blob bytes."""
 
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
@@ -89,7 +91,7 @@ class Blob:
 
     media_type: str
     data: bytes
-    annotations: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    annotations: Mapping[str, str] | None = None
 
     @property
     def digest(self) -> str:
@@ -139,7 +141,9 @@ def real_ventura_bottle() -> Bottle:
     return Bottle("ventura", "darwin", "amd64", "macOS 13", data)
 
 
-def stand_in_bottle(tag: str, os: str, architecture: str, files: Mapping[str, bytes]) -> Bottle:
+def stand_in_bottle(
+    tag: str, os: str, architecture: str, files: Mapping[str, bytes], os_version: str | None = None
+) -> Bottle:
     """A small, byte-for-byte reproducible bottle-shaped tar.gz holding ``files``: for a
     second platform (only one real bottle was captured) and for an impostor's own tree."""
     buffer = io.BytesIO()
@@ -150,7 +154,7 @@ def stand_in_bottle(tag: str, os: str, architecture: str, files: Mapping[str, by
             info.mode = 0o755 if name.startswith("bin/") else 0o644
             info.mtime = 0
             tar.addfile(info, io.BytesIO(content))
-    return Bottle(tag, os, architecture, None, gzip.compress(buffer.getvalue(), mtime=0))
+    return Bottle(tag, os, architecture, os_version, gzip.compress(buffer.getvalue(), mtime=0))
 
 
 def bottle_tree(bottles: Sequence[Bottle]) -> BottleTree:
@@ -176,9 +180,7 @@ def bottle_tree(bottles: Sequence[Bottle]) -> BottleTree:
             ),
         )
         title = f"wget--{WGET_TAG}.{bottle.tag}.bottle.tar.gz"
-        layer = Blob(
-            OCI_LAYER_GZIP, bottle.data, {"org.opencontainers.image.title": title}
-        )
+        layer = Blob(OCI_LAYER_GZIP, bottle.data, {"org.opencontainers.image.title": title})
         ref_name = f"{WGET_TAG}.{bottle.tag}"
         manifest = Manifest(
             OCI_MANIFEST,
@@ -269,9 +271,7 @@ class DistributionRegistry:
     def blob_data_path(self, digest: str) -> Path:
         """Where the filesystem driver keeps a blob's bytes (distribution's storage layout)."""
         algorithm, hex_digest = digest.split(":", 1)
-        return self.storage / "docker/registry/v2/blobs" / algorithm / hex_digest[:2] / (
-            f"{hex_digest}/data"
-        )
+        return self.storage / BLOB_STORE / algorithm / hex_digest[:2] / hex_digest / "data"
 
     def log_tail(self, lines: int = 20) -> str:
         """The end of the registry's log, for failure messages."""
@@ -314,11 +314,6 @@ def start_distribution_registry(
 ) -> DistributionRegistry:
     """Start ``docker-registry serve`` in ``directory`` on a free loopback port, presenting a
     certificate the lab CA issued for ``localhost`` and 127.0.0.1; return once it answers."""
-    if not DOCKER_REGISTRY.is_file():
-        raise FileNotFoundError(
-            f"{DOCKER_REGISTRY} is missing: install Debian's docker-registry package "
-            "(the CNCF distribution registry); these tests need the real thing"
-        )
     directory.mkdir(parents=True, exist_ok=True)
     tls = issue_server_cert(
         directory,
@@ -343,6 +338,8 @@ def start_distribution_registry(
         )
         registry = DistributionRegistry(process, port, directory, ca_cert, log)
         try:
+            # Only this registry holds a certificate from this CA: whatever else might have
+            # taken the port would fail the TLS check rather than pass for it.
             if _wait_until_answering(registry):
                 return registry
         except BaseException:

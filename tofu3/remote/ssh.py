@@ -160,13 +160,15 @@ class SshConnection:
         timeout: float,
         stdout_cap: int,
         on_stderr: Callable[[bytes], None] | None = None,
+        close_stdin: bool = True,
     ) -> CommandResult:
         """Run ``command`` (a POSIX sh command line with nothing secret in it) with ``stdin``.
 
         stdout and stderr are drained together so neither can block the other; stdout is
         capped (reading stops and the channel closes past ``stdout_cap``), stderr is capped
         too. Raises RemoteTimeout past ``timeout`` seconds, TransportError if the connection
-        fails.
+        fails. With ``close_stdin`` false, stdin stays open until the command ends and the
+        channel closes: the remote side uses that to notice when the coordinator is gone.
         """
         deadline = time.monotonic() + timeout
         try:
@@ -182,7 +184,8 @@ class SshConnection:
             channel.exec_command(command)
             if stdin:
                 channel.sendall(stdin)
-            channel.shutdown_write()
+            if close_stdin:
+                channel.shutdown_write()
             return self._drain(channel, deadline, timeout, stdout_cap, on_stderr)
         except (paramiko.SSHException, OSError, EOFError) as exc:
             raise TransportError(

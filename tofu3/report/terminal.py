@@ -149,8 +149,7 @@ def verdict_line(verdict: Verdict) -> str:
     if verdict.kind is VerdictKind.ACCEPTED:
         return (
             f"{head}: {completed}/{len(verdict.runs)} vantages agree on "
-            f"{len(verdict.artifacts)} artifacts. Use from now on:\n  "
-            f"{escape(verdict.pinned_reference or '')}"
+            f"{len(verdict.artifacts)} artifacts; use {escape(verdict.pinned_reference or '')}"
         )
     first = next(
         (f for f in verdict.findings if f.severity is Severity.CRITICAL),
