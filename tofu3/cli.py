@@ -20,7 +20,7 @@ from tofu3.errors import ConfigurationError, Tofu3Error
 from tofu3.inventory import find_inventory, load_inventory
 from tofu3.oci.platform import parse_platform_filter
 from tofu3.reference import Reference, parse_reference
-from tofu3.report.files import write_atomic
+from tofu3.report.files import write_report_file
 from tofu3.report.json_report import render_json
 from tofu3.report.terminal import LiveProgress, print_verdict
 from tofu3.verdict import Verdict
@@ -184,7 +184,9 @@ def _verify(args: argparse.Namespace, out: Console, err: Console) -> int:
             for item in connected:
                 item.connection.close()
     if verdicts and args.report is not None:
-        write_atomic(args.report, render_json(verdicts, as_list=len(args.references) > 1).encode())
+        write_report_file(
+            args.report, render_json(verdicts, as_list=len(args.references) > 1).encode()
+        )
     human = err if args.json else out
     for verdict in verdicts:
         print_verdict(human, verdict)

@@ -1,9 +1,10 @@
 """The curl half of the seam, against the real local curl: no ssh, no network beyond loopback.
 
-Where a vantage would run a command over ssh, these tests run the very same command text with
-``sh -c`` and feed the curl config on stdin, exactly as the ssh channel does. The server is a
-small ``http.server`` on 127.0.0.1 with TLS from a throw-away CA, because the config tofu3
-renders refuses anything but https (and that is one of the promises tested here).
+Where a vantage runs a command over ssh, these tests run the very same command line in a local
+``sh -c`` (LocalShell, an SshConnection without paramiko) with the very same stdin, kept open
+as the ssh channel keeps it. The server is a small ``http.server`` on 127.0.0.1 with TLS from a
+throw-away CA, because the config tofu3 renders refuses anything but https (one of the
+promises tested here).
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import hashlib
 import ipaddress
 import os
 import re
-import shlex
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -50,7 +51,7 @@ from tofu3.remote.curl import (
     redact_url,
     render_config,
 )
-from tofu3.remote.probe import PROBE_COMMAND, VantageFacts, parse_probe
+from tofu3.remote.probe import VantageFacts, parse_probe, probe
 from tofu3.remote.ssh import CommandResult, SshConnection
 
 SECRET = "djE6c2VjcmV0LXB1bGwtdG9rZW4tbm90LWZvci1hcmd2"
@@ -74,6 +75,7 @@ class SeenRequest:
     path: str
     authorization: str | None
     x_test: str | None
+    user_agent: str | None
 
 
 class _Server(ThreadingHTTPServer):
@@ -91,6 +93,7 @@ class _Handler(BaseHTTPRequestHandler):
                 path=self.path,
                 authorization=self.headers.get("Authorization"),
                 x_test=self.headers.get("X-Test"),
+                user_agent=self.headers.get("User-Agent"),
             )
         )
         port = self.server.server_address[1]
@@ -208,7 +211,11 @@ def _write_pki(directory: Path) -> tuple[Path, Path, Path]:
         )
         .sign(ca_key, hashes.SHA256())
     )
-    ca_path, cert_path, key_path = directory / "ca.pem", directory / "cert.pem", directory / "key.pem"
+    ca_path, cert_path, key_path = (
+        directory / "ca.pem",
+        directory / "cert.pem",
+        directory / "key.pem",
+    )
     ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_path.write_bytes(
@@ -261,27 +268,29 @@ def _closed_port() -> int:
     return port
 
 
-def _sh(command: str, stdin: str, home: Path) -> subprocess.CompletedProcess[bytes]:
-    """Run a remote command line locally, as the ssh channel would: sh -c, config on stdin.
-    The environment is bare so no proxy variable or real ~/.curlrc takes part."""
-    return subprocess.run(
-        ["sh", "-c", command],
-        input=stdin.encode(),
-        capture_output=True,
-        timeout=60,
-        check=False,
-        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "LC_ALL": "C"},
-    )
+@dataclass(frozen=True)
+class Call:
+    """One command a LocalShell ran: what went in and what came out."""
+
+    command: str
+    stdin: bytes
+    result: CommandResult
 
 
 class LocalShell(SshConnection):
-    """An SshConnection whose commands run in a local ``sh -c`` instead of over ssh."""
+    """An SshConnection whose commands run in a local ``sh -c`` instead of over ssh.
+
+    Like the ssh channel: the command line is run by a shell, stdin is written and (when the
+    caller asks, as curl commands do) kept open until the command ends. The process gets its
+    own session, as sshd gives it, so a remote-side ``kill 0`` stays inside it. The
+    environment is bare, so no proxy variable or real ~/.curlrc takes part.
+    """
 
     def __init__(self, home: Path) -> None:  # no paramiko client: nothing to connect
         self.vantage = Vantage(name="local", host="127.0.0.1")
         self.host_key_fingerprint = ""
         self.home = home
-        self.commands: list[str] = []
+        self.calls: list[Call] = []
 
     def run(
         self,
@@ -291,17 +300,53 @@ class LocalShell(SshConnection):
         timeout: float,
         stdout_cap: int,
         on_stderr: Callable[[bytes], None] | None = None,
+        close_stdin: bool = True,
     ) -> CommandResult:
-        self.commands.append(command)
-        done = _sh(command, stdin.decode(), self.home)
-        if on_stderr is not None:
-            on_stderr(done.stderr)
-        return CommandResult(
-            exit_status=done.returncode,
-            stdout=done.stdout[:stdout_cap],
-            stderr=done.stderr,
-            stdout_truncated=len(done.stdout) > stdout_cap,
+        process = subprocess.Popen(
+            ["sh", "-c", command],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.home)},
+            start_new_session=True,
         )
+        assert process.stdin and process.stdout and process.stderr
+        out: list[bytes] = []
+        err: list[bytes] = []
+        readers = [
+            threading.Thread(target=lambda: out.append(process.stdout.read())),  # type: ignore[union-attr]
+            threading.Thread(target=lambda: err.append(process.stderr.read())),  # type: ignore[union-attr]
+        ]
+        for reader in readers:
+            reader.start()
+        try:
+            process.stdin.write(stdin)
+            process.stdin.flush()
+            if close_stdin:
+                process.stdin.close()
+            process.wait(timeout=min(timeout, 60))
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            raise
+        finally:
+            if not process.stdin.closed:
+                process.stdin.close()
+            for reader in readers:
+                reader.join(timeout=10)
+            process.stdout.close()
+            process.stderr.close()
+        stdout, stderr = b"".join(out), b"".join(err)
+        if on_stderr is not None:
+            on_stderr(stderr)
+        result = CommandResult(
+            exit_status=process.returncode,
+            stdout=stdout[:stdout_cap],
+            stderr=stderr,
+            stdout_truncated=len(stdout) > stdout_cap,
+        )
+        self.calls.append(Call(command, stdin, result))
+        return result
 
 
 def _facts(hash_tool: str = "sha256sum") -> VantageFacts:
@@ -309,10 +354,15 @@ def _facts(hash_tool: str = "sha256sum") -> VantageFacts:
 
 
 def _curl(
-    registry: LocalRegistry, hash_tool: str = "sha256sum", limits: Limits = DEFAULT_LIMITS
+    registry: LocalRegistry,
+    hash_tool: str = "sha256sum",
+    limits: Limits = DEFAULT_LIMITS,
+    extra_args: Sequence[str] | None = None,
+    home: Path | None = None,
 ) -> tuple[Curl, LocalShell]:
-    shell = LocalShell(registry.home)
-    return Curl(shell, _facts(hash_tool), registry.curl_args, limits), shell
+    shell = LocalShell(home or registry.home)
+    args = registry.curl_args if extra_args is None else extra_args
+    return Curl(shell, _facts(hash_tool), args, limits), shell
 
 
 def _config(request: Request, *, blob: bool = False) -> str:
@@ -335,17 +385,15 @@ def test_the_authorization_header_goes_only_into_the_config() -> None:
         assert "Authorization" not in command
 
 
-def test_remote_commands_start_curl_with_q_then_config_on_stdin() -> None:
+@pytest.mark.parametrize(
+    "command",
+    [fetch_command(["--proxy", "socks5h://x"]), download_command(["-4"], "sha256sum")],
+    ids=["fetch", "download"],
+)
+def test_remote_commands_run_curl_with_q_first_and_its_config_on_stdin(command: str) -> None:
     # -q first: curl reads ~/.curlrc unless -q is the very first argument.
-    assert fetch_command([]).startswith("curl -q -K - ")
-    assert fetch_command([]) == "curl -q -K - "
-    assert "{ { curl -q -K - ; echo $? >&4; }" in download_command([], "sha256sum")
-
-
-def test_extra_curl_args_are_shell_quoted_after_the_config() -> None:
-    extra = ["--proxy", "socks5h://127.0.0.1:9050", "$(id)", "a b"]
-
-    assert shlex.split(fetch_command(extra)) == ["curl", "-q", "-K", "-", *extra]
+    assert command.count("curl") >= 1
+    assert command.count("curl") == command.count("curl -q -K -")
 
 
 @pytest.mark.parametrize("blob", [False, True])
@@ -406,20 +454,18 @@ def test_values_with_control_characters_are_refused(request_: Request) -> None:
         _config(request_)
 
 
-# --- The config and commands against the real curl -------------------------------------------------
+# --- Small responses, through the real curl ---------------------------------------------------------
 
 
 def test_real_curl_fetch_reports_facts_tofu3_can_parse(
     registry: LocalRegistry, seen: list[SeenRequest]
 ) -> None:
-    config = _config(_authorized(registry.url("/manifest")))
+    curl, shell = _curl(registry)
 
-    done = _sh(fetch_command(registry.curl_args), config, registry.home)
-    connection, exit_code, message = parse_facts(done.stderr)
+    response = curl.fetch(_authorized(registry.url("/manifest")), cap=4096, what="manifest")
 
-    assert done.stdout == MANIFEST  # the body, byte for byte, and nothing else
-    assert exit_code == 0
-    assert connection is not None
+    assert response.body == MANIFEST  # the body, byte for byte, and nothing else
+    connection = response.connection
     assert connection.status == 200
     assert connection.remote_ip == "127.0.0.1"
     assert connection.size == len(MANIFEST)
@@ -427,63 +473,67 @@ def test_real_curl_fetch_reports_facts_tofu3_can_parse(
     assert connection.content_type == OCI_MANIFEST_TYPE
     assert connection.header("Docker-Content-Digest") == digest_bytes(MANIFEST)
     assert connection.url_effective == registry.url("/manifest")
-    assert message == ""
-    # The token went through the config on stdin and arrived.
+    [call] = shell.calls
+    assert parse_facts(call.result.stderr)[1:] == (0, "")
+
+
+def test_the_token_travels_on_stdin_and_never_on_a_command_line(
+    registry: LocalRegistry, seen: list[SeenRequest]
+) -> None:
+    curl, shell = _curl(registry)
+
+    curl.fetch(_authorized(registry.url("/manifest")), cap=4096, what="manifest")
+
+    [call] = shell.calls
+    assert SECRET.encode() in call.stdin
+    assert SECRET not in call.command
     assert [s.authorization for s in seen] == [f"Bearer {SECRET}"]
 
 
 def test_real_curl_reads_escaped_config_strings_back_intact(
     registry: LocalRegistry, seen: list[SeenRequest]
 ) -> None:
-    config = _config(Request(registry.url("/manifest"), headers=[("X-Test", 'a"b\\c')]))
+    curl, _ = _curl(registry)
 
-    done = _sh(fetch_command(registry.curl_args), config, registry.home)
+    curl.fetch(
+        Request(registry.url("/manifest"), headers=[("X-Test", 'a"b\\c')]), cap=4096, what="m"
+    )
 
-    assert parse_facts(done.stderr)[1] == 0
     assert [s.x_test for s in seen] == ['a"b\\c']
 
 
-def test_a_404_is_reported_as_a_status_not_a_curl_failure(registry: LocalRegistry) -> None:
-    done = _sh(
-        fetch_command(registry.curl_args), _config(Request(registry.url("/nope"))), registry.home
-    )
-    connection, exit_code, _ = parse_facts(done.stderr)
-
-    assert exit_code == 0
-    assert connection is not None
-    assert connection.status == 404
-
-
-def test_a_refused_connection_is_reported_with_curls_exit_code(registry: LocalRegistry) -> None:
-    config = _config(Request(f"https://127.0.0.1:{_closed_port()}/v2/"))
-
-    done = _sh(fetch_command(registry.curl_args), config, registry.home)
-    connection, exit_code, message = parse_facts(done.stderr)
-
-    assert exit_code == 7  # CURLE_COULDNT_CONNECT
-    assert connection is not None
-    assert connection.status == 0
-    assert "connect" in message.lower()
-
-
-def test_a_redirect_to_another_host_drops_the_token_and_its_query_is_not_kept(
-    registry: LocalRegistry, seen: list[SeenRequest]
+def test_extra_curl_args_cannot_run_shell_commands_on_the_vantage(
+    registry: LocalRegistry, seen: list[SeenRequest], tmp_path: Path
 ) -> None:
-    # The CDN must never see the registry token; the signed CDN URL must never be reported.
-    config = _config(_authorized(registry.url("/to-cdn")), blob=True)
+    marker = tmp_path / "pwned"
+    agent = f"$(touch {marker})`touch {marker}`;touch {marker}"
+    curl, _ = _curl(registry, extra_args=[*registry.curl_args, "--user-agent", agent])
 
-    done = _sh(download_command(registry.curl_args, "sha256sum"), config, registry.home)
-    connection, _, _ = parse_facts(done.stderr)
+    curl.fetch(Request(registry.url("/manifest")), cap=4096, what="manifest")
 
-    assert b"TOFU3-CURL-EXIT 0" in done.stdout
-    assert [(s.host.split(":")[0], s.authorization) for s in seen] == [
-        ("registry.test", f"Bearer {SECRET}"),
-        ("cdn.test", None),
-    ]
-    assert connection is not None
-    assert (connection.status, connection.redirects) == (200, 1)
-    assert connection.url_effective == registry.url("/blob", host="cdn.test")
-    assert "Signature" not in connection.url_effective
+    assert not marker.exists()
+    assert [s.user_agent for s in seen] == [agent]
+
+
+def test_a_404_is_reported_as_a_status_not_a_curl_failure(registry: LocalRegistry) -> None:
+    curl, _ = _curl(registry)
+
+    response = curl.fetch(Request(registry.url("/nope")), cap=4096, what="manifest")
+
+    assert response.connection.status == 404
+
+
+def test_a_refused_connection_is_a_curl_failure_with_its_exit_code(registry: LocalRegistry) -> None:
+    curl, shell = _curl(registry)
+
+    with pytest.raises(CurlFailed) as raised:
+        curl.fetch(Request(f"https://127.0.0.1:{_closed_port()}/v2/"), cap=4096, what="ping")
+
+    assert raised.value.exit_code == 7  # CURLE_COULDNT_CONNECT
+    connection, exit_code, message = parse_facts(shell.calls[-1].result.stderr)
+    assert (connection is not None, exit_code) == (True, 7)
+    assert connection is not None and connection.status == 0
+    assert "connect" in message.lower()
 
 
 def test_a_redirect_to_plain_http_is_refused_by_curl(
@@ -500,15 +550,25 @@ def test_a_curlrc_on_the_vantage_cannot_turn_off_tls_checks(
     registry: LocalRegistry, tmp_path: Path
 ) -> None:
     (tmp_path / ".curlrc").write_text("insecure\n")
-    config = _config(Request(registry.url("/manifest", host="127.0.0.1")))
+    # No --cacert: the server's CA is unknown, as a MITM's would be.
+    curl, shell = _curl(registry, extra_args=[], home=tmp_path)
 
-    with_q = _sh(fetch_command([]), config, tmp_path)
-    without_q = _sh("curl -K -", config, tmp_path)
+    with pytest.raises(CurlFailed) as raised:
+        curl.fetch(Request(registry.url("/manifest", host="127.0.0.1")), cap=4096, what="m")
 
-    assert parse_facts(with_q.stderr)[1] == 60  # CURLE_PEER_FAILED_VERIFICATION
-    assert with_q.stdout == b""
-    # The control: without -q that same ~/.curlrc would have let the unknown CA through.
+    assert raised.value.exit_code == 60  # CURLE_PEER_FAILED_VERIFICATION
+    # The control: the same command without -q lets that ~/.curlrc switch the check off.
+    [call] = shell.calls
+    assert call.command.count("curl -q -K -") == 1
+    without_q = shell.run(
+        call.command.replace("curl -q -K -", "curl -K -"),
+        call.stdin,
+        timeout=60,
+        stdout_cap=4096,
+        close_stdin=False,
+    )
     assert parse_facts(without_q.stderr)[1] == 0
+    assert without_q.stdout == MANIFEST
 
 
 def test_a_response_over_the_cap_is_refused_by_curl_itself(registry: LocalRegistry) -> None:
@@ -518,18 +578,11 @@ def test_a_response_over_the_cap_is_refused_by_curl_itself(registry: LocalRegist
         curl.fetch(Request(registry.url("/blob")), cap=1000, what="manifest")
 
 
-def test_curl_fetch_returns_the_exact_body_and_sends_no_secret_on_the_command_line(
-    registry: LocalRegistry, seen: list[SeenRequest]
-) -> None:
-    curl, shell = _curl(registry)
+def test_a_response_over_the_callers_cap_is_refused(registry: LocalRegistry) -> None:
+    curl, _ = _curl(registry)
 
-    response = curl.fetch(_authorized(registry.url("/manifest")), cap=4096, what="manifest")
-
-    assert response.body == MANIFEST
-    assert response.connection.status == 200
-    assert seen[0].authorization == f"Bearer {SECRET}"
-    assert shell.commands
-    assert not any(SECRET in command for command in shell.commands)
+    with pytest.raises(ResponseTooLarge):
+        curl.fetch(Request(registry.url("/manifest")), cap=len(MANIFEST) - 1, what="manifest")
 
 
 # --- Blob downloads: hashed on the vantage, curl's exit status captured in POSIX sh --------------
@@ -538,14 +591,16 @@ def test_curl_fetch_returns_the_exact_body_and_sends_no_secret_on_the_command_li
 def test_a_good_download_prints_curl_exit_zero_and_the_right_sha256(
     registry: LocalRegistry,
 ) -> None:
-    config = _config(Request(registry.url("/blob")), blob=True)
+    curl, shell = _curl(registry)
 
-    done = _sh(download_command(registry.curl_args, "sha256sum"), config, registry.home)
+    download = curl.download_digest(Request(registry.url("/blob")), algorithm="sha256", what="b")
 
-    lines = done.stdout.decode().splitlines()
+    assert download.digest == digest_bytes(BLOB)
+    [call] = shell.calls
+    lines = call.result.stdout.decode().splitlines()
     assert lines[0].split()[0] == hashlib.sha256(BLOB).hexdigest()
     assert lines[-1] == "TOFU3-CURL-EXIT 0"
-    assert done.returncode == 0
+    assert call.result.exit_status == 0
 
 
 def test_a_refused_download_prints_curls_failure_though_the_hasher_succeeded(
@@ -553,26 +608,39 @@ def test_a_refused_download_prints_curls_failure_though_the_hasher_succeeded(
 ) -> None:
     # Without pipefail, `curl | sha256sum` succeeds with the hash of nothing; the captured
     # status is what tells the coordinator the download failed.
-    config = _config(Request(f"https://127.0.0.1:{_closed_port()}/blob"), blob=True)
-
-    done = _sh(download_command(registry.curl_args, "sha256sum"), config, registry.home)
-
-    lines = done.stdout.decode().splitlines()
-    assert lines[0].split()[0] == EMPTY_SHA256
-    assert lines[-1] == "TOFU3-CURL-EXIT 7"
-    assert done.returncode == 0
-
-
-def test_a_refused_download_is_a_curl_failure_not_the_digest_of_nothing(
-    registry: LocalRegistry,
-) -> None:
-    curl, _ = _curl(registry)
+    curl, shell = _curl(registry)
 
     with pytest.raises(CurlFailed) as raised:
         curl.download_digest(
             Request(f"https://127.0.0.1:{_closed_port()}/blob"), algorithm="sha256", what="blob"
         )
+
     assert raised.value.exit_code == 7
+    [call] = shell.calls
+    lines = call.result.stdout.decode().splitlines()
+    assert lines[0].split()[0] == EMPTY_SHA256
+    assert lines[-1] == "TOFU3-CURL-EXIT 7"
+    assert call.result.exit_status == 0
+
+
+def test_a_redirect_to_the_cdn_drops_the_token_and_the_signed_query_is_not_kept(
+    registry: LocalRegistry, seen: list[SeenRequest]
+) -> None:
+    # The CDN must never see the registry token; the signed CDN URL must never be reported.
+    curl, _ = _curl(registry)
+
+    download = curl.download_digest(
+        _authorized(registry.url("/to-cdn")), algorithm="sha256", what="blob"
+    )
+
+    assert download.digest == digest_bytes(BLOB)
+    assert [(s.host.split(":")[0], s.authorization) for s in seen] == [
+        ("registry.test", f"Bearer {SECRET}"),
+        ("cdn.test", None),
+    ]
+    connection = download.connection
+    assert (connection.status, connection.redirects) == (200, 1)
+    assert connection.url_effective == registry.url("/blob", host="cdn.test")
 
 
 @pytest.mark.parametrize(
@@ -595,7 +663,10 @@ def test_every_hash_tool_yields_the_digest_of_the_bytes_served(
     progress: list[int] = []
 
     download = curl.download_digest(
-        Request(registry.url("/blob")), algorithm=algorithm, what="blob", on_progress=progress.append
+        Request(registry.url("/blob")),
+        algorithm=algorithm,
+        what="blob",
+        on_progress=progress.append,
     )
 
     assert download.digest == digest_bytes(BLOB, algorithm)
@@ -605,11 +676,11 @@ def test_every_hash_tool_yields_the_digest_of_the_bytes_served(
 
 
 def test_real_progress_meter_output_gives_the_bytes_received(registry: LocalRegistry) -> None:
-    config = _config(Request(registry.url("/blob")), blob=True)
+    curl, shell = _curl(registry)
 
-    done = _sh(download_command(registry.curl_args, "sha256sum"), config, registry.home)
+    curl.download_digest(Request(registry.url("/blob")), algorithm="sha256", what="blob")
 
-    assert meter_bytes(done.stderr.decode()) == len(BLOB)
+    assert meter_bytes(shell.calls[-1].result.stderr.decode()) == len(BLOB)
 
 
 # --- Parsing curl's write-out and meter -------------------------------------------------------------
@@ -694,7 +765,9 @@ PROBE_DEBIAN_12 = (
 def test_a_debian_12_vantage_is_accepted() -> None:
     facts = parse_probe(PROBE_DEBIAN_12, "ams")
 
-    assert facts == VantageFacts(curl_version="7.88.1", hash_tool="sha256sum", system="Linux x86_64")
+    assert facts == VantageFacts(
+        curl_version="7.88.1", hash_tool="sha256sum", system="Linux x86_64"
+    )
 
 
 @pytest.mark.parametrize("version", ["7.82.0", "7.81.0", "7.29.0", "7.82"])
@@ -750,15 +823,13 @@ def test_hash_commands_for_each_tool(hash_tool: str, algorithm: str, command: st
     assert parse_probe(output, "ams").hash_command(algorithm) == command
 
 
-def test_the_probe_command_runs_here_and_finds_this_curl(tmp_path: Path) -> None:
-    done = _sh(PROBE_COMMAND, "", tmp_path)
-
-    facts = parse_probe(done.stdout.decode(), "local")
+def test_the_probe_runs_here_and_finds_this_curl(tmp_path: Path) -> None:
+    facts = probe(LocalShell(tmp_path))
 
     local = subprocess.run(["curl", "--version"], capture_output=True, check=True, text=True)
     assert local.stdout.startswith(f"curl {facts.curl_version}")
     assert facts.hash_tool in ("sha256sum", "shasum", "openssl")
-    assert facts.system == os.uname().sysname + " " + os.uname().machine
+    assert facts.system == f"{os.uname().sysname} {os.uname().machine}"
 
 
 # --- curl_args from the inventory, against the real curl ---------------------------------------
@@ -779,11 +850,9 @@ def _inventory_curl_args(args: Sequence[str]) -> tuple[str, ...] | None:
         return None
 
 
-@pytest.mark.parametrize("flag", ["-k", "--insecure", "-sk"])
-def test_curl_args_cannot_turn_off_tls_checks(registry: LocalRegistry, flag: str) -> None:
-    args = _inventory_curl_args([flag])
-
-    assert args is None
+@pytest.mark.parametrize("flag", ["-k", "--insecure", "-sk", "--proxy-insecure"])
+def test_curl_args_cannot_turn_off_tls_checks(flag: str) -> None:
+    assert _inventory_curl_args([flag]) is None
 
 
 @pytest.mark.xfail(
@@ -795,9 +864,8 @@ def test_an_abbreviated_insecure_cannot_turn_off_tls_checks(registry: LocalRegis
     args = _inventory_curl_args(["--insec"])
     if args is None:
         return  # refused at load time: the promise holds
-    # Accepted: run it the way a vantage would, without the CA that signed the server.
-    config = _config(Request(registry.url("/manifest", host="127.0.0.1")))
+    # Accepted: run it the way a vantage would, against a server whose CA it does not know.
+    curl, _ = _curl(registry, extra_args=args)
 
-    done = _sh(fetch_command(args), config, registry.home)
-
-    assert parse_facts(done.stderr)[1] == 60
+    with pytest.raises(CurlFailed):
+        curl.fetch(Request(registry.url("/manifest", host="127.0.0.1")), cap=4096, what="m")

@@ -248,7 +248,7 @@ def test_a_bad_port_is_refused(port: str) -> None:
         "'-oProxyCommand=id'",
         "'-oProxyJump'",  # would be read as an option, not a host
         "''",
-        "\"a\\nb\"",
+        '"a\\nb"',
         "42",
         "'" + "a" * 254 + "'",
     ],

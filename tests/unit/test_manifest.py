@@ -57,7 +57,11 @@ def _oci_manifest(**overrides: Any) -> dict[str, Any]:
             "size": 2,
         },
         "layers": [
-            {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": SHA256_B, "size": 3}
+            {
+                "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                "digest": SHA256_B,
+                "size": 3,
+            }
         ],
     }
     for key, value in overrides.items():
@@ -191,7 +195,9 @@ def test_an_attestation_is_recognised_by_its_annotation_alone() -> None:
     "content_type", ["application/octet-stream", "application/json", "text/plain; charset=utf-8"]
 )
 def test_a_generic_content_type_falls_back_to_the_body_media_type(content_type: str) -> None:
-    parsed = parse_manifest(local_fixture("docker_manifest_list_with_attestations.json"), content_type)
+    parsed = parse_manifest(
+        local_fixture("docker_manifest_list_with_attestations.json"), content_type
+    )
 
     assert isinstance(parsed, Index)
     assert parsed.media_type == mt.DOCKER_MANIFEST_LIST
@@ -365,7 +371,11 @@ def test_an_index_entry_with_an_invalid_digest_is_refused(digest: object) -> Non
 
 @pytest.mark.parametrize("digest", BAD_DIGESTS)
 def test_a_layer_with_an_invalid_digest_is_refused(digest: object) -> None:
-    layer = {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest, "size": 3}
+    layer = {
+        "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+        "digest": digest,
+        "size": 3,
+    }
 
     with pytest.raises(MalformedManifest, match=r"layers\[0\]"):
         parse_manifest(_json(_oci_manifest(layers=[layer])), mt.OCI_MANIFEST)

@@ -20,7 +20,9 @@ SHA256_F = "sha256:" + "f" * 64
 SHA256_A = "sha256:86e0e091d0da6bde2456dbb48306f3956bbeb2eae1b5b9a43045843f69fe4aaa"
 SHA512_F = "sha512:" + "f" * 128
 IMAGE_ID = "1a3f5e7d9c1b3a5f7e9d1c3b5a7f9e1d3c5b7a9f1e3d5d7c9b1a3f5e7d9c1b3a"
-LONG_NAMESPACE = "_".join(["this_is_not_a_valid_namespace_because_its_lenth_is_greater_than_255"] * 4)
+LONG_NAMESPACE = "_".join(
+    ["this_is_not_a_valid_namespace_because_its_lenth_is_greater_than_255"] * 4
+)
 
 
 class Parsed(NamedTuple):
@@ -60,13 +62,34 @@ VALID = [
     Parsed(f"test:5000/repo:tag@{SHA256_F}", "test:5000", "repo", "tag", SHA256_F),
     Parsed("lowercase:Uppercase", "docker.io", "library/lowercase", "Uppercase"),
     # 255 characters of path is the limit, and the tag does not count towards it.
-    Parsed("a/" * 127 + "a:tag-puts-this-over-max", "docker.io", "a/" * 127 + "a", "tag-puts-this-over-max"),
+    Parsed(
+        "a/" * 127 + "a:tag-puts-this-over-max",
+        "docker.io",
+        "a/" * 127 + "a",
+        "tag-puts-this-over-max",
+    ),
     Parsed("example.com/" + "a" * 255 + ":tag", "example.com", "a" * 255, "tag"),
     Parsed("sub-dom1.foo.com/bar/baz/quux", "sub-dom1.foo.com", "bar/baz/quux"),
-    Parsed("sub-dom1.foo.com/bar/baz/quux:some-long-tag", "sub-dom1.foo.com", "bar/baz/quux", "some-long-tag"),
-    Parsed("b.gcr.io/test.example.com/my-app:test.example.com", "b.gcr.io", "test.example.com/my-app", "test.example.com"),
+    Parsed(
+        "sub-dom1.foo.com/bar/baz/quux:some-long-tag",
+        "sub-dom1.foo.com",
+        "bar/baz/quux",
+        "some-long-tag",
+    ),
+    Parsed(
+        "b.gcr.io/test.example.com/my-app:test.example.com",
+        "b.gcr.io",
+        "test.example.com/my-app",
+        "test.example.com",
+    ),
     Parsed("xn--n3h.com/myimage:xn--n3h.com", "xn--n3h.com", "myimage", "xn--n3h.com"),
-    Parsed(f"xn--7o8h.com/myimage:xn--7o8h.com@{SHA256_F}", "xn--7o8h.com", "myimage", "xn--7o8h.com", SHA256_F),
+    Parsed(
+        f"xn--7o8h.com/myimage:xn--7o8h.com@{SHA256_F}",
+        "xn--7o8h.com",
+        "myimage",
+        "xn--7o8h.com",
+        SHA256_F,
+    ),
     Parsed("foo_bar.com:8080", "docker.io", "library/foo_bar.com", "8080"),
     Parsed("foo/foo_bar.com:8080", "docker.io", "foo/foo_bar.com", "8080"),
     Parsed("192.168.1.1", "docker.io", "library/192.168.1.1"),
@@ -80,7 +103,9 @@ VALID = [
     Parsed("[2001:db8::1]:5000/repo", "[2001:db8::1]:5000", "repo"),
     Parsed("[2001:db8::1]:5000/repo:tag", "[2001:db8::1]:5000", "repo", "tag"),
     Parsed(f"[2001:db8::1]:5000/repo@{SHA256_F}", "[2001:db8::1]:5000", "repo", None, SHA256_F),
-    Parsed(f"[2001:db8::1]:5000/repo:tag@{SHA256_F}", "[2001:db8::1]:5000", "repo", "tag", SHA256_F),
+    Parsed(
+        f"[2001:db8::1]:5000/repo:tag@{SHA256_F}", "[2001:db8::1]:5000", "repo", "tag", SHA256_F
+    ),
     Parsed("[2001:db8::]:5000/repo", "[2001:db8::]:5000", "repo"),
     Parsed("[::1]:5000/repo", "[::1]:5000", "repo"),
     # --- normalize_test.go, TestValidateReferenceName and TestValidateRemoteName ---
@@ -106,7 +131,9 @@ VALID = [
     ),
     Parsed("[fc00::1]:5000/docker", "[fc00::1]:5000", "docker"),
     Parsed("[fc00::1]:5000/docker/docker", "[fc00::1]:5000", "docker/docker"),
-    Parsed("[fc00:1:2:3:4:5:6:7]:5000/library/debian", "[fc00:1:2:3:4:5:6:7]:5000", "library/debian"),
+    Parsed(
+        "[fc00:1:2:3:4:5:6:7]:5000/library/debian", "[fc00:1:2:3:4:5:6:7]:5000", "library/debian"
+    ),
     # With a domain, 64 hex characters are a name again, not an image ID.
     Parsed(f"docker.io/{IMAGE_ID}", "docker.io", f"library/{IMAGE_ID}"),
     # An uppercase first component cannot be a repository name, so it is a host.
@@ -139,7 +166,9 @@ VALID = [
     Parsed("test-com:8080/foo", "test-com:8080", "foo"),
     Parsed("xn--n3h.com:18080/foo", "xn--n3h.com:18080", "foo"),
     Parsed(f"busybox:latest@{SHA256_A}", "docker.io", "library/busybox", "latest", SHA256_A),
-    Parsed(f"gcr.io/library/busybox:latest@{SHA256_A}", "gcr.io", "library/busybox", "latest", SHA256_A),
+    Parsed(
+        f"gcr.io/library/busybox:latest@{SHA256_A}", "gcr.io", "library/busybox", "latest", SHA256_A
+    ),
     # --- reference_test.go, TestParseAnyReference: 63 hex characters are just a name ---
     Parsed(IMAGE_ID[:63], "docker.io", f"library/{IMAGE_ID[:63]}"),
     Parsed("dbcc1", "docker.io", "library/dbcc1"),
@@ -150,18 +179,30 @@ VALID = [
     Parsed(f"localhost:8080@{SHA256_F}", "docker.io", "library/localhost", "8080", SHA256_F),
     Parsed(f"localhost@{SHA256_F}", "docker.io", "library/localhost", None, SHA256_F),
     Parsed("registry.com:8080/myapp:tag", "registry.com:8080", "myapp", "tag"),
-    Parsed("registry.io/foo/project--id.module--name.ver---sion--name", "registry.io", "foo/project--id.module--name.ver---sion--name"),
+    Parsed(
+        "registry.io/foo/project--id.module--name.ver---sion--name",
+        "registry.io",
+        "foo/project--id.module--name.ver---sion--name",
+    ),
     Parsed("Asdf.com/foo/bar", "Asdf.com", "foo/bar"),
-    Parsed("example.com/some_separator__underscore/myimage", "example.com", "some_separator__underscore/myimage"),
+    Parsed(
+        "example.com/some_separator__underscore/myimage",
+        "example.com",
+        "some_separator__underscore/myimage",
+    ),
     Parsed("example.com/xn--7o8h.com/myimage", "example.com", "xn--7o8h.com/myimage"),
     Parsed("foo.com/foo_bar", "foo.com", "foo_bar"),
-    Parsed("aa/aa/aa/aa/aa/aa/aa/aa/aa/bb/bb/bb/bb/bb/bb", "docker.io", "aa/aa/aa/aa/aa/aa/aa/aa/aa/bb/bb/bb/bb/bb/bb"),
+    Parsed(
+        "aa/aa/aa/aa/aa/aa/aa/aa/aa/bb/bb/bb/bb/bb/bb",
+        "docker.io",
+        "aa/aa/aa/aa/aa/aa/aa/aa/aa/bb/bb/bb/bb/bb/bb",
+    ),
     Parsed("do__cker/docker", "docker.io", "do__cker/docker"),
     Parsed("0101.com/x", "0101.com", "x"),
     Parsed("192.168.1.1:75050/x", "192.168.1.1:75050", "x"),
     Parsed("a-b.com/x:_tag", "a-b.com", "x", "_tag"),
     Parsed("x:" + "t" * 128, "docker.io", "library/x", "t" * 128),
-]  # fmt: skip
+]
 
 
 class Rejected(NamedTuple):
@@ -228,10 +269,14 @@ INVALID = [
     Rejected("foo/bar-", "invalid repository path component 'bar-'"),
     Rejected("foo/-bar", "invalid repository path component '-bar'"),
     Rejected("docker_/docker_", "invalid repository path component 'docker_'"),
-    Rejected("example.com/__underscore/myimage", "invalid repository path component '__underscore'"),
+    Rejected(
+        "example.com/__underscore/myimage", "invalid repository path component '__underscore'"
+    ),
     Rejected("example.com/..dots/myimage", "invalid repository path component '..dots'"),
     Rejected("example.com/.dots/myimage", "invalid repository path component '.dots'"),
-    Rejected("example.com/nodouble..dots/myimage", "invalid repository path component 'nodouble..dots'"),
+    Rejected(
+        "example.com/nodouble..dots/myimage", "invalid repository path component 'nodouble..dots'"
+    ),
     Rejected("docker./docker", "invalid registry domain 'docker.'"),
     Rejected(".docker/docker", "invalid registry domain '.docker'"),
     Rejected("do__cker:8080/docker", "invalid registry domain 'do__cker:8080'"),
@@ -274,7 +319,7 @@ INVALID = [
     Rejected("alpine|sh", "'|'"),
     Rejected("alpine&&true", "'&'"),
     Rejected("alpine>out", "'>'"),
-    Rejected("alpine'x", "\"'\""),
+    Rejected("alpine'x", '"\'"'),
     Rejected('alpine"x', "'\"'"),
     Rejected("alpine\\x", "'\\\\'"),
     Rejected("alpine?x=1", "'?'"),
@@ -410,7 +455,9 @@ def test_docker_hub_host_is_only_substituted_for_docker_io_itself() -> None:
 def test_pinned_drops_the_tag_and_names_the_digest() -> None:
     reference = parse_reference("ghcr.io/homebrew/core/wget:1.24.5")
     assert reference.pinned(Digest(SHA256_A)) == f"ghcr.io/homebrew/core/wget@{SHA256_A}"
-    assert parse_reference("alpine").pinned(Digest(SHA256_F)) == f"docker.io/library/alpine@{SHA256_F}"
+    assert (
+        parse_reference("alpine").pinned(Digest(SHA256_F)) == f"docker.io/library/alpine@{SHA256_F}"
+    )
 
 
 def test_pinned_refuses_a_digest_that_is_not_one() -> None:

@@ -194,7 +194,7 @@ def test_accepts_exactly_what_distribution_accepts(text: str) -> None:
 
 
 @given(ANY_REFERENCE_TEXT)
-@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
+@settings(suppress_health_check=[HealthCheck.too_slow])
 def test_normalized_form_parses_back_to_the_same_reference(text: str) -> None:
     reference = _parse_or_none(text)
     if reference is None:
@@ -212,7 +212,7 @@ def test_normalized_form_parses_back_to_the_same_reference(text: str) -> None:
 
 
 @given(ANY_REFERENCE_TEXT)
-@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
+@settings(suppress_health_check=[HealthCheck.too_slow])
 def test_parsed_reference_holds_only_safe_characters(text: str) -> None:
     reference = _parse_or_none(text)
     if reference is None:

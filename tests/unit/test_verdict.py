@@ -69,14 +69,18 @@ def _tree(expected_root: Digest | None = None) -> tuple[Observation, ...]:
             key=LAYER_KEY,
             kind=ArtifactKind.LAYER,
             platform=PLATFORM,
-            expected=Expected(VENTURA_BOTTLE, 1_613_406, "application/vnd.oci.image.layer.v1.tar+gzip"),
+            expected=Expected(
+                VENTURA_BOTTLE, 1_613_406, "application/vnd.oci.image.layer.v1.tar+gzip"
+            ),
             digest=VENTURA_BOTTLE,
             size=1_613_406,
         ),
     )
 
 
-def _altered(observations: Sequence[Observation], key: str, **changes: object) -> tuple[Observation, ...]:
+def _altered(
+    observations: Sequence[Observation], key: str, **changes: object
+) -> tuple[Observation, ...]:
     """``observations`` with the one under ``key`` changed as a tampered path would change it."""
     assert any(o.key == key for o in observations)
     return tuple(replace(o, **changes) if o.key == key else o for o in observations)  # type: ignore[arg-type]
@@ -253,7 +257,10 @@ def test_a_vantage_that_saw_a_different_tree_is_rejected_naming_it(wget: Referen
     # An extra layer only one vantage was told about.
     layer = _tree()[-1]
     extra = replace(
-        layer, key=f"{PLATFORM}/layer[1]", digest=EVIL, expected=replace(layer.expected, digest=EVIL)
+        layer,
+        key=f"{PLATFORM}/layer[1]",
+        digest=EVIL,
+        expected=replace(layer.expected, digest=EVIL),
     )
     runs = [_run("ams"), _run("vpn-home"), _run("tor", (*_tree(), extra))]
 

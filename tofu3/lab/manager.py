@@ -22,7 +22,7 @@ from typing import Any
 
 from tofu3.errors import Tofu3Error
 from tofu3.inventory import load_inventory_text
-from tofu3.lab.atomic import write_atomic
+from tofu3.atomic import write_atomic
 from tofu3.lab.errors import LabError
 from tofu3.lab.netns import (
     SERVICE_ADDRESSES,
@@ -377,9 +377,11 @@ def write_inventory(
         if state.mode is LabMode.LOOPBACK:
             # The registry tells vantages apart by source address, so each binds its own.
             args += ["--interface", v.source_ip]
+        # A vantage's own options come first: curl uses the first --connect-to that matches,
+        # so this is how a test sends one vantage elsewhere.
+        args += list(extra.get(v.name, ()))
         for host, (address, port) in connect.items():
             args += ["--connect-to", f"{host}:{address}:{port}"]
-        args += list(extra.get(v.name, ()))
         where = f"netns {v.netns}" if v.netns else state.mode.value
         lines += [
             f"  - name: {q(v.name)}",

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tofu3.lab.atomic import write_atomic
+from tofu3.atomic import write_atomic
 
 # Every host name the lab impersonates: registries, Docker's token realm and both CDNs.
 LAB_NAMES: tuple[str, ...] = (

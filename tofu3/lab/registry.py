@@ -32,7 +32,7 @@ from pathlib import Path
 from types import FrameType, MappingProxyType, TracebackType
 from typing import Any, NamedTuple
 
-from tofu3.lab.atomic import write_atomic
+from tofu3.atomic import write_atomic
 from tofu3.lab.content import build_alt_store, build_store
 from tofu3.lab.errors import LabError
 from tofu3.lab.pki import ensure_pki
@@ -58,8 +58,10 @@ class LabServer(ThreadingHTTPServer):
     """One listener: TLS, a thread per connection, and the role it plays."""
 
     daemon_threads = True
-    # Only addresses the lab was told to use; a leftover lab on the port is an error.
-    allow_reuse_address = False
+    # SO_REUSEADDR lets a lab restart while its old connections sit in TIME_WAIT (the fixed
+    # :443 of a namespace lab); Linux still refuses a port another server listens on, so a
+    # leftover lab on the port is still an error.
+    allow_reuse_address = True
 
     def __init__(self, address: Address, role: Role, state: LabState, tls: ssl.SSLContext):
         self.role = role

@@ -122,7 +122,7 @@ def free_port(address: str) -> int:
         return port
 
 
-def _sshd_config(directory: Path, listen: str, user: str) -> str:
+def _sshd_config(directory: Path, listen: str, user: str, path_prefix: Path | None) -> str:
     # Nothing is inherited from /etc/ssh/sshd_config: sshd reads only the file given with -f.
     lines = [
         f"ListenAddress {listen}",
@@ -146,6 +146,9 @@ def _sshd_config(directory: Path, listen: str, user: str) -> str:
         "PermitTunnel no",
         "PrintMotd no",
     ]
+    if path_prefix is not None:
+        # Tests put wrappers in front of the vantage's tools (a logging or an old curl).
+        lines.append(f"SetEnv PATH={path_prefix}:/usr/local/bin:/usr/bin:/bin")
     return "\n".join(lines) + "\n"
 
 
@@ -157,12 +160,14 @@ def start_vantage(
     client_public_key: str,
     *,
     netns: str | None = None,
+    path_prefix: Path | None = None,
 ) -> SshdVantage:
     """Start an sshd vantage listening on ``address:port`` and wait until it answers.
 
     ``directory`` holds this vantage's files (host key, configuration, pid file, log); it is
     created if missing. ``client_public_key`` is the one key allowed to log in. With ``netns``
     the daemon runs inside that network namespace (root only; see :mod:`tofu3.lab.netns`).
+    With ``path_prefix`` the sessions' PATH starts with that directory (a test hook).
     """
     # Everything below lands in sshd_config or authorized_keys, one setting per line.
     try:
@@ -184,7 +189,9 @@ def start_vantage(
         f"restrict {client_public_key.strip()}\n", encoding="utf-8"
     )
     config = directory / "sshd_config"
-    config.write_text(_sshd_config(directory, listen, current_user()), encoding="utf-8")
+    config.write_text(
+        _sshd_config(directory, listen, current_user(), path_prefix), encoding="utf-8"
+    )
     if os.geteuid() == 0:
         # A root sshd refuses to start without its privilege-separation directory.
         PRIVSEP_DIR.mkdir(mode=0o755, exist_ok=True)

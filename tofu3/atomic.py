@@ -1,4 +1,6 @@
-"""Atomic file writes for the lab: a reader sees the old file or the new one, never half."""
+"""Atomic file writes: a reader sees the old file or the new one, never half of one.
+
+Used for everything that records a decision or a state: reports, lab state, keys."""
 
 from __future__ import annotations
 

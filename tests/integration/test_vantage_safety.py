@@ -1,0 +1,141 @@
+"""What tofu3 promises about the vantages themselves: the token never reaches a command line,
+and a vantage whose curl could leak it is refused. Vantages here are real sshd daemons whose
+PATH starts with a wrapper directory, the way an auditor would watch a machine."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.integration.conftest import WGET, run_cli
+from tofu3.lab.manager import LabMode, LabState, lab_down, lab_up
+from tofu3.lab.sshd import SshdVantage, ensure_client_key, free_port, start_vantage
+
+pytestmark = pytest.mark.integration
+
+LOGGING_CURL = """#!/bin/sh
+# Records every argv curl is given and the config it reads on stdin, then runs the real curl.
+printf '%s\\n' "$*" >> {log}/argv.log
+tee -a {log}/stdin.log | /usr/bin/curl "$@"
+"""
+OLD_CURL = """#!/bin/sh
+echo "curl 7.82.0 (x86_64-pc-linux-gnu) libcurl/7.82.0 OpenSSL/3.0.2"
+"""
+
+
+@dataclass
+class Watched:
+    """Three vantages with a wrapper in front of curl, and an inventory that uses them."""
+
+    lab: LabState
+    inventory: Path
+    logs: Path
+
+
+@pytest.fixture(scope="module")
+def loopback_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabState]:
+    directory = tmp_path_factory.mktemp("safety-lab")
+    try:
+        yield lab_up(directory, LabMode.LOOPBACK)
+    finally:
+        lab_down(directory)
+
+
+def _start_wrapped(
+    lab: LabState, directory: Path, script: str, names: list[str]
+) -> tuple[Path, list[SshdVantage], Path]:
+    """Start one vantage per name with ``script`` as its curl; return an inventory using
+    them (with the lab's curl options), the vantages, and the log directory."""
+    bin_dir = directory / "bin"
+    logs = directory / "logs"
+    bin_dir.mkdir(parents=True)
+    logs.mkdir()
+    wrapper = bin_dir / "curl"
+    wrapper.write_text(script.format(log=logs))
+    wrapper.chmod(0o755)
+    client = ensure_client_key(lab.directory)
+    document = yaml.safe_load(lab.inventory_path.read_text())
+    started: list[SshdVantage] = []
+    try:
+        for index, entry in enumerate(document["vantages"]):
+            if entry["name"] not in names:
+                continue
+            address = f"127.0.0.{31 + index}"
+            vantage = start_vantage(
+                directory / entry["name"],
+                entry["name"],
+                address,
+                free_port(address),
+                client.public_key,
+                path_prefix=bin_dir,
+            )
+            started.append(vantage)
+            entry.update(host=address, port=vantage.port, host_key=vantage.host_public_key)
+    except BaseException:
+        for vantage in started:
+            vantage.stop()
+        raise
+    inventory = directory / "inventory.yaml"
+    inventory.write_text(yaml.safe_dump(document))
+    return inventory, started, logs
+
+
+@pytest.fixture
+def watched(loopback_lab: LabState, tmp_path: Path) -> Iterator[Watched]:
+    inventory, started, logs = _start_wrapped(
+        loopback_lab, tmp_path, LOGGING_CURL, ["ams", "sfo", "sgp"]
+    )
+    try:
+        yield Watched(loopback_lab, inventory, logs)
+    finally:
+        for vantage in started:
+            vantage.stop()
+
+
+def test_token_is_never_on_a_command_line_in_a_log_or_in_the_report(
+    watched: Watched, tmp_path: Path
+) -> None:
+    report = tmp_path / "report.json"
+
+    result = run_cli(["verify", WGET, "-i", str(watched.inventory), "--report", str(report)])
+
+    assert result.code == 0, result.stderr
+    argv = (watched.logs / "argv.log").read_text()
+    configs = (watched.logs / "stdin.log").read_text()
+    tokens = set(re.findall(r'Authorization: Bearer ([^"\s]+)"', configs))
+    assert argv.count("-K -") >= 3 * 23, "the wrapper did not see every curl run"
+    assert tokens, "no token was sent at all: the test would prove nothing"
+    places = {
+        "a curl command line": argv,
+        "the report": report.read_text(),
+        "tofu3's output": result.stdout + result.stderr,
+        "the registry log": (watched.lab.directory / "registry.log").read_text(),
+    }
+    for vantage_dir in tmp_path.iterdir():
+        if (vantage_dir / "sshd.log").exists():
+            places[f"{vantage_dir.name}'s sshd log"] = (vantage_dir / "sshd.log").read_text()
+    for token in tokens:
+        for where, text in places.items():
+            assert token not in text, f"the token reached {where}"
+    assert "Authorization" not in argv and "Bearer" not in argv
+
+
+def test_vantage_with_curl_older_than_7_83_is_refused_with_the_version_found(
+    loopback_lab: LabState, tmp_path: Path
+) -> None:
+    inventory, started, _ = _start_wrapped(loopback_lab, tmp_path, OLD_CURL, ["sfo"])
+    try:
+        result = run_cli(["verify", WGET, "-i", str(inventory)])
+    finally:
+        for vantage in started:
+            vantage.stop()
+
+    assert result.code == 2
+    assert "sfo" in result.stderr
+    assert "7.82.0" in result.stderr and "too old" in result.stderr
+    assert "ACCEPTED" not in result.stdout
