@@ -18,8 +18,8 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 import httpx
 import pytest
 
-from tofu3.digest import Digest, digest_bytes
 from tofu3.atomic import write_atomic
+from tofu3.digest import Digest, digest_bytes
 from tofu3.lab.errors import LabError
 from tofu3.lab.registry import PORTS_FILE, RegistryProcess, start_registry
 from tofu3.oci.media_types import ACCEPT, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX

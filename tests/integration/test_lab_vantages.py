@@ -55,14 +55,16 @@ def started_vantages(tmp_path: Path, client_key: ClientKey) -> Iterator[StartVan
     """Start vantages on demand; every one is stopped afterwards, even if the test failed."""
     started: list[SshdVantage] = []
 
-    def start(name: str, address: str, port: int | None = None, **kwargs: str) -> SshdVantage:
+    def start(
+        name: str, address: str, port: int | None = None, netns: str | None = None
+    ) -> SshdVantage:
         vantage = start_vantage(
             tmp_path / name,
             name,
             address,
             free_port(address) if port is None else port,
             client_key.public_key,
-            **kwargs,
+            netns=netns,
         )
         started.append(vantage)
         return vantage

@@ -20,9 +20,9 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from tofu3.atomic import write_atomic
 from tofu3.errors import Tofu3Error
 from tofu3.inventory import load_inventory_text
-from tofu3.atomic import write_atomic
 from tofu3.lab.errors import LabError
 from tofu3.lab.netns import (
     SERVICE_ADDRESSES,
