@@ -248,7 +248,7 @@ def test_a_realm_with_another_scheme_is_refused(realm: str) -> None:
     ],
 )
 def test_a_realm_with_an_odd_host_or_port_is_refused(realm: str) -> None:
-    with pytest.raises(ProtocolViolation, match="invalid (host|port)"):
+    with pytest.raises(ProtocolViolation, match=r"invalid (host|port)"):
         token_url(_bearer(realm), "a/b")
 
 

@@ -311,11 +311,12 @@ class LocalShell(SshConnection):
             start_new_session=True,
         )
         assert process.stdin and process.stdout and process.stderr
+        stdout_pipe, stderr_pipe = process.stdout, process.stderr
         out: list[bytes] = []
         err: list[bytes] = []
         readers = [
-            threading.Thread(target=lambda: out.append(process.stdout.read())),  # type: ignore[union-attr]
-            threading.Thread(target=lambda: err.append(process.stderr.read())),  # type: ignore[union-attr]
+            threading.Thread(target=lambda: out.append(stdout_pipe.read())),
+            threading.Thread(target=lambda: err.append(stderr_pipe.read())),
         ]
         for reader in readers:
             reader.start()
@@ -454,7 +455,7 @@ def test_values_with_control_characters_are_refused(request_: Request) -> None:
         _config(request_)
 
 
-# --- Small responses, through the real curl ---------------------------------------------------------
+# --- Small responses, through the real curl ------------------------------------------------------
 
 
 def test_real_curl_fetch_reports_facts_tofu3_can_parse(
@@ -531,8 +532,9 @@ def test_a_refused_connection_is_a_curl_failure_with_its_exit_code(registry: Loc
 
     assert raised.value.exit_code == 7  # CURLE_COULDNT_CONNECT
     connection, exit_code, message = parse_facts(shell.calls[-1].result.stderr)
-    assert (connection is not None, exit_code) == (True, 7)
-    assert connection is not None and connection.status == 0
+    assert exit_code == 7
+    assert connection is not None
+    assert connection.status == 0
     assert "connect" in message.lower()
 
 
@@ -683,7 +685,7 @@ def test_real_progress_meter_output_gives_the_bytes_received(registry: LocalRegi
     assert meter_bytes(shell.calls[-1].result.stderr.decode()) == len(BLOB)
 
 
-# --- Parsing curl's write-out and meter -------------------------------------------------------------
+# --- Parsing curl's write-out and meter ----------------------------------------------------------
 
 
 def test_stderr_without_the_write_out_yields_only_the_error_line() -> None:
@@ -753,7 +755,7 @@ def test_meter_bytes_reads_the_last_progress_update(chunk: str, expected: int | 
     assert meter_bytes(chunk) == expected
 
 
-# --- The probe ---------------------------------------------------------------------------------------
+# --- The probe -----------------------------------------------------------------------------------
 
 PROBE_DEBIAN_12 = (
     "curl 7.88.1 (x86_64-pc-linux-gnu) libcurl/7.88.1 OpenSSL/3.0.11 zlib/1.2.13\n"

@@ -87,13 +87,9 @@ def _entry(digest: object = SHA256_A, size: object = 528) -> dict[str, Any]:
 
 def _layer_with_raw_size(raw_size: str) -> bytes:
     """An image manifest whose one layer size is ``raw_size`` exactly as JSON text."""
-    return (
-        '{"schemaVersion": 2, "mediaType": "%s", '
-        '"config": {"mediaType": "application/vnd.oci.image.config.v1+json", '
-        '"digest": "%s", "size": 2}, '
-        '"layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", '
-        '"digest": "%s", "size": %s}]}' % (mt.OCI_MANIFEST, SHA256_A, SHA256_B, raw_size)
-    ).encode()
+    document = _oci_manifest()
+    document["layers"][0]["size"] = "RAW-SIZE"
+    return json.dumps(document).replace('"RAW-SIZE"', raw_size).encode()
 
 
 # --- The real ghcr.io index -------------------------------------------------------------------

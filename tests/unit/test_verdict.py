@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -79,11 +80,11 @@ def _tree(expected_root: Digest | None = None) -> tuple[Observation, ...]:
 
 
 def _altered(
-    observations: Sequence[Observation], key: str, **changes: object
+    observations: Sequence[Observation], key: str, **changes: Any
 ) -> tuple[Observation, ...]:
     """``observations`` with the one under ``key`` changed as a tampered path would change it."""
     assert any(o.key == key for o in observations)
-    return tuple(replace(o, **changes) if o.key == key else o for o in observations)  # type: ignore[arg-type]
+    return tuple(replace(o, **changes) if o.key == key else o for o in observations)
 
 
 def _run(
@@ -159,7 +160,7 @@ def test_exit_codes_follow_the_contract(kind: VerdictKind, exit_code: int) -> No
     assert kind.exit_code == exit_code
 
 
-# --- Rejected: evidence of tampering --------------------------------------------------------------
+# --- Rejected: evidence of tampering -------------------------------------------------------------
 
 
 def test_one_vantage_served_a_different_layer_is_rejected(wget: Reference) -> None:
@@ -327,7 +328,7 @@ def test_what_a_failed_vantage_saw_before_failing_still_counts(wget: Reference) 
     assert _named(verdict, "VANTAGE_DISAGREEMENT") == ["tor"]
 
 
-# --- Inconclusive: absence of evidence --------------------------------------------------------------
+# --- Inconclusive: absence of evidence -----------------------------------------------------------
 
 
 def test_one_unreachable_vantage_with_the_rest_agreeing_is_inconclusive(wget: Reference) -> None:
