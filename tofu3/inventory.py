@@ -40,37 +40,55 @@ _KEY_TYPES = (
 _HOST_KEY_RE = re.compile(r"(?P<type>[a-z0-9-]+) (?P<data>[A-Za-z0-9+/]+={0,2})(?: [^\n]*)?")
 # curl options pass through a remote shell (quoted, but refused first if unusual).
 _CURL_ARG_RE = re.compile(r"[A-Za-z0-9_@%+=:,./~\[\]-]{1,4096}")
-# Options that would defeat what tofu3 relies on: forwarding credentials across hosts,
-# skipping TLS checks, replacing tofu3's own config, output or retries.
-_FORBIDDEN_CURL_OPTIONS = frozenset(
+# curl_args is an allowlist: curl accepts any unambiguous prefix of a long option
+# (``--insec`` is ``--insecure``), so refusing dangerous names one by one cannot work. What is
+# allowed changes how a vantage reaches the registry (proxies, addresses, resolution, trust
+# anchors, TLS versions), never what tofu3 relies on: redirects, output, headers, retries,
+# TLS checks, and nothing that would print the Authorization header (-v, --trace).
+_CURL_OPTIONS_WITH_VALUE = frozenset(
     {
-        "--location-trusted",
-        "-k",
-        "--insecure",
-        "--proxy-insecure",
-        "-K",
-        "--config",
-        "-o",
-        "--output",
-        "-O",
-        "--remote-name",
-        "-w",
-        "--write-out",
-        "--retry",
-        "--retry-all-errors",
-        "-q",
-        "--disable",
-        "-u",
-        "--user",
-        "-H",
-        "--header",
-        "-b",
-        "--cookie",
-        "--proto",
-        "--proto-redir",
-        "-L",
-        "--location",
-        "--max-redirs",
+        "-x",
+        "--proxy",
+        "--preproxy",
+        "--socks4",
+        "--socks4a",
+        "--socks5",
+        "--socks5-hostname",
+        "--noproxy",
+        "--proxy-cacert",
+        "--cacert",
+        "--capath",
+        "--pinnedpubkey",
+        "--interface",
+        "--local-port",
+        "--connect-to",
+        "--resolve",
+        "--dns-servers",
+        "--dns-interface",
+        "--dns-ipv4-addr",
+        "--dns-ipv6-addr",
+        "--doh-url",
+        "--limit-rate",
+        "--connect-timeout",
+        "--tls-max",
+        "--ciphers",
+        "--tls13-ciphers",
+        "-A",
+        "--user-agent",
+    }
+)
+_CURL_FLAGS = frozenset(
+    {
+        "-4",
+        "-6",
+        "--ipv4",
+        "--ipv6",
+        "--tlsv1.2",
+        "--tlsv1.3",
+        "--http1.1",
+        "--http2",
+        "--tcp-nodelay",
+        "--no-keepalive",
     }
 )
 
@@ -146,6 +164,9 @@ def load_inventory_text(text: str, source: str = "<inventory>") -> Inventory:
         raise InventoryError(f"{source}: {exc}") from None
     except yaml.YAMLError as exc:
         raise InventoryError(f"{source}: not valid YAML: {_yaml_problem(exc)}") from None
+    except (ValueError, TypeError, OverflowError) as exc:
+        # PyYAML raises these for values it cannot build (an impossible date, !!int 0x).
+        raise InventoryError(f"{source}: a value cannot be read: {exc}") from None
     except RecursionError:
         raise InventoryError(f"{source}: YAML nested too deeply") from None
     try:
@@ -321,20 +342,27 @@ def _curl_args(value: object, where: str) -> tuple[str, ...]:
                 f"{where}: curl_args value {arg[:60]!r} contains characters tofu3 does not "
                 "pass to a remote shell (allowed: letters, digits and _@%+=:,./~[]-)"
             )
-        option = arg.split("=", 1)[0]
-        if option in _FORBIDDEN_CURL_OPTIONS or _short_cluster_forbidden(arg):
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg in _CURL_FLAGS:
+            index += 1
+            continue
+        if arg in _CURL_OPTIONS_WITH_VALUE:
+            if index + 1 >= len(args) or args[index + 1].startswith("-"):
+                raise InventoryError(f"{where}: curl option {arg!r} needs a value after it")
+            index += 2
+            continue
+        if arg.startswith("-"):
             raise InventoryError(
-                f"{where}: curl option {option!r} is not allowed in curl_args: tofu3 sets "
-                "redirects, output, headers and TLS checks itself so the verification holds"
+                f"{where}: curl option {arg[:60]!r} is not allowed in curl_args: tofu3 sets "
+                "redirects, output, headers and TLS checks itself so the verification holds "
+                "(see docs/inventory.md for the options a vantage may add)"
             )
+        raise InventoryError(
+            f"{where}: curl_args value {arg[:60]!r} does not follow an option that takes one"
+        )
     return tuple(args)
-
-
-def _short_cluster_forbidden(arg: str) -> bool:
-    """True for clustered short options such as ``-kL`` that include a forbidden one."""
-    if not arg.startswith("-") or arg.startswith("--") or len(arg) < 3:
-        return False
-    return any(f"-{letter}" in _FORBIDDEN_CURL_OPTIONS for letter in arg[1:])
 
 
 def _check_distinct(vantages: Sequence[Vantage]) -> None:

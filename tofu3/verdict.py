@@ -114,6 +114,17 @@ def decide(reference: Reference, runs: Sequence[VantageRun]) -> Verdict:
         )
     if not runs:
         findings.append(Finding(Severity.ERROR, "NO_VANTAGES", "no vantage ran"))
+    for run in runs:
+        # A vantage that "finished" without seeing the reference proves nothing.
+        if run.completed and not any(obs.key == "root" for obs in run.observations):
+            findings.append(
+                Finding(
+                    Severity.ERROR,
+                    "INCOMPLETE_OBSERVATIONS",
+                    f"{run.name} reported no observation of the reference itself",
+                    vantage=run.name,
+                )
+            )
 
     # (2) Every observation must match the descriptor its vantage was given.
     for run in runs:
@@ -166,13 +177,12 @@ def decide(reference: Reference, runs: Sequence[VantageRun]) -> Verdict:
             sides = "; ".join(
                 f"{', '.join(vantages)} saw {short(digest)}" for digest, vantages in groups.items()
             )
-            minority = min(groups.values(), key=len)
             findings.append(
                 Finding(
                     Severity.CRITICAL,
                     "VANTAGE_DISAGREEMENT",
                     f"{_where(first)}: vantages disagree: {sides}",
-                    vantage=minority[0] if len(minority) == 1 else None,
+                    vantage=_odd_one_out(list(groups.values())),
                     digest=first.expected.digest,
                     key=key,
                 )
@@ -222,6 +232,15 @@ def decide(reference: Reference, runs: Sequence[VantageRun]) -> Verdict:
         findings=tuple(findings),
         root_digest=next(iter(root_digests)) if len(root_digests) == 1 else None,
     )
+
+
+def _odd_one_out(groups: list[list[str]]) -> str | None:
+    """The one vantage outside a clear majority, if there is exactly one; else None."""
+    sizes = sorted((len(g) for g in groups), reverse=True)
+    if len(sizes) < 2 or sizes[0] == sizes[1]:
+        return None
+    outside = [name for group in groups if len(group) != sizes[0] for name in group]
+    return outside[0] if len(outside) == 1 else None
 
 
 def _where(obs: Observation) -> str:

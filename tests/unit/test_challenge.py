@@ -361,23 +361,11 @@ def test_a_response_without_any_token_is_refused() -> None:
         parse_token_response(b'{"expires_in": 300}')
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="BUG: an integer of more than 4300 digits makes json.loads raise ValueError "
-    "(Python's int string-conversion limit), which parse_token_response does not catch",
-)
 def test_a_token_response_with_a_huge_number_is_refused_not_crashed_on() -> None:
     with pytest.raises(ProtocolViolation):
         parse_token_response(b'{"token": "abc", "expires_in": ' + b"9" * 5000 + b"}")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: token_url appends '?service=..&scope=..' after a realm's '#fragment', so the "
-    "scope lands in the fragment, which curl never sends (the token is issued without pull "
-    "scope)",
-)
 def test_a_realm_with_a_fragment_never_hides_the_scope_in_it() -> None:
     try:
         url = token_url(_bearer("https://auth.example/token#frag"), "a/b")

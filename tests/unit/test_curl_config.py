@@ -857,11 +857,6 @@ def test_curl_args_cannot_turn_off_tls_checks(flag: str) -> None:
     assert _inventory_curl_args([flag]) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: curl accepts unambiguous prefixes of long options ('--insec' is --insecure); "
-    "inventory._curl_args only refuses exact names, so TLS checks can be switched off",
-)
 def test_an_abbreviated_insecure_cannot_turn_off_tls_checks(registry: LocalRegistry) -> None:
     args = _inventory_curl_args(["--insec"])
     if args is None:

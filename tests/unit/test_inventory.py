@@ -361,12 +361,6 @@ def test_ordinary_curl_args_pass(curl_args: str) -> None:
     assert inventory.vantages[2].curl_args
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: curl (7.88 here) accepts any unambiguous prefix of a long option, so "
-    "'--insec' is --insecure and '--location-tru' is --location-trusted; the exact-name "
-    "check in _curl_args lets them through",
-)
 @pytest.mark.parametrize("flag", ["--insec", "--location-tru", "--proxy-insec"])
 def test_an_abbreviated_forbidden_curl_option_is_refused(flag: str) -> None:
     _refused(_tor_with(f'curl_args: ["{flag}"]\n'))
@@ -454,13 +448,6 @@ def test_deeply_nested_yaml_is_refused_without_a_recursion_error() -> None:
     assert "nested too deeply" in _refused("vantages: " + "[" * 20_000 + "]" * 20_000 + "\n")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="BUG: PyYAML's SafeLoader raises ValueError (not YAMLError) for scalars it resolves "
-    "but cannot build: an impossible date such as 2024-02-30, '!!int 0x', an int of more than "
-    "4300 digits; load_inventory_text lets it escape",
-)
 @pytest.mark.parametrize(
     "extra",
     ["note: 2024-02-30\n", "note: 2024-13-01\n", "port: !!int 0x\n", "port: " + "9" * 5000 + "\n"],

@@ -6,8 +6,8 @@ Each parser gets raw input (bytes or text) and structured input shaped like the 
 the deep validation paths run too; the structured tests also check that both outcomes really
 happened, so a strategy that only ever produces garbage cannot pass unnoticed.
 
-Inputs that reach the known bugs (integers of more than 4300 digits, YAML scalars PyYAML cannot
-build) are not generated here: they have their own xfail tests in test_manifest.py,
+Inputs that once reached bugs (integers of more than 4300 digits, YAML scalars PyYAML cannot
+build) are not generated here: they have their own tests in test_manifest.py,
 test_challenge.py and test_inventory.py.
 """
 

@@ -102,6 +102,8 @@ def check_url(url: str, *, allow_http: bool = False, what: str = "URL") -> None:
     allowed = {"https", "http"} if allow_http else {"https"}
     if parts.scheme not in allowed:
         raise ProtocolViolation(f"{what} must be https, got {url[:120]!r}")
+    if parts.fragment or url.endswith("#"):
+        raise ProtocolViolation(f"{what} has a fragment: refused")
     if parts.username is not None or parts.password is not None:
         raise ProtocolViolation(f"{what} carries credentials: refused")
     try:
@@ -118,7 +120,7 @@ def parse_token_response(data: bytes, limits: Limits = DEFAULT_LIMITS) -> str:
         raise ResponseTooLarge(f"token response over its {limits.token_bytes}-byte cap")
     try:
         document = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise ProtocolViolation("token response is not valid JSON") from None
     if not isinstance(document, dict):
         raise ProtocolViolation("token response is not a JSON object")

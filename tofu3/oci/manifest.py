@@ -113,7 +113,7 @@ def parse_manifest(
     schema_version = document.get("schemaVersion")
     if schema_version == 1:
         raise _schema1()
-    if schema_version != 2 or isinstance(schema_version, bool):
+    if type(schema_version) is not int or schema_version != 2:
         raise MalformedManifest(f"unsupported schemaVersion {schema_version!r} (expected 2)")
     body_type = document.get("mediaType")
     if body_type is not None and not isinstance(body_type, str):
@@ -193,6 +193,9 @@ def _strict_json(data: bytes) -> Any:
         ) from None
     except RecursionError:
         raise MalformedManifest("manifest JSON is nested too deeply") from None
+    except ValueError:
+        # Python refuses integers of more than 4300 digits.
+        raise MalformedManifest("manifest JSON holds a number tofu3 will not read") from None
 
 
 def _annotations(value: object, where: str) -> dict[str, str]:
