@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from tofu3.digest import Digest
@@ -180,15 +180,52 @@ def decide_runs(
     return decide(reference, all_runs)
 
 
+class VerificationInterrupted(Exception):
+    """Ctrl-C during a verification, with every run as it stood: vantages that had finished
+    keep their observations; the others are marked INTERRUPTED. Every connection is closed
+    by then, so nothing is left running on any vantage."""
+
+    def __init__(self, runs: list[VantageRun]) -> None:
+        super().__init__("interrupted")
+        self.runs = runs
+
+
+INTERRUPTED = Failure(
+    kind=FailureKind.TRANSPORT,
+    code="INTERRUPTED",
+    message="interrupted by the user before this vantage finished",
+)
+_INTERRUPT_GRACE_SECONDS = 10.0
+
+
 def verify_connected(
     reference: Reference, connected: Sequence[Connected], options: Options, progress: Progress
 ) -> list[VantageRun]:
-    """Run the protocol on every connected vantage in parallel."""
+    """Run the protocol on every connected vantage in parallel. On Ctrl-C, close every
+    connection (which ends the remote commands) and raise VerificationInterrupted."""
     if not connected:
         return []
-    with ThreadPoolExecutor(max_workers=len(connected)) as pool:
-        futures = [pool.submit(_walk, reference, item, options, progress) for item in connected]
+    pool = ThreadPoolExecutor(max_workers=len(connected))
+    futures = [pool.submit(_walk, reference, item, options, progress) for item in connected]
+    try:
         return [future.result() for future in futures]
+    except KeyboardInterrupt:
+        for item in connected:
+            item.connection.close()
+        runs: list[VantageRun] = []
+        for item, future in zip(connected, futures, strict=True):
+            try:
+                run = future.result(timeout=_INTERRUPT_GRACE_SECONDS)
+            except Exception:
+                run = VantageRun(name=item.vantage.name, host=item.vantage.address)
+                run = replace(run, failure=INTERRUPTED)
+            if run.failure is None or run.failure.kind is not FailureKind.INTEGRITY:
+                # Evidence of tampering stands; anything else was cut short by the user.
+                run = replace(run, failure=INTERRUPTED) if run.failure is not None else run
+            runs.append(run)
+        raise VerificationInterrupted(runs) from None
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _raise_shared_configuration_error(runs: Sequence[VantageRun]) -> None:

@@ -1,0 +1,43 @@
+"""What every command shares: exit statuses, consoles, error printing."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.markup import escape
+
+EXIT_ACCEPTED = 0
+EXIT_REJECTED = 1
+EXIT_USAGE = 2
+EXIT_INCONCLUSIVE = 3
+EXIT_INTERRUPTED = 130
+# Worst first: rejected, inconclusive, usage error, accepted.
+_SEVERITY_ORDER = (EXIT_REJECTED, EXIT_INCONCLUSIVE, EXIT_USAGE, EXIT_ACCEPTED)
+
+
+def worst_exit(codes: Sequence[int]) -> int:
+    """The exit status for several references: the worst, in the order 1 > 3 > 2 > 0."""
+    for code in _SEVERITY_ORDER:
+        if code in codes:
+            return code
+    return EXIT_ACCEPTED
+
+
+def consoles() -> tuple[Console, Console]:
+    """stdout and stderr consoles; no colour when NO_COLOR is set or not on a terminal."""
+    no_color = bool(os.environ.get("NO_COLOR"))
+    out = Console(no_color=no_color, highlight=False, soft_wrap=False)
+    err = Console(stderr=True, no_color=no_color, highlight=False)
+    # Piped output (logs, CI) keeps full table rows rather than the 80 columns rich assumes.
+    if not out.is_terminal and "COLUMNS" not in os.environ:
+        out.width = 200
+    if not err.is_terminal and "COLUMNS" not in os.environ:
+        err.width = 200
+    return out, err
+
+
+def print_error(err: Console, message: str) -> None:
+    """One error, on stderr, as the user should read it."""
+    err.print(f"[red]error:[/] {escape(message)}", soft_wrap=True)

@@ -1,0 +1,93 @@
+"""``tofu3 lab up|down|status|inventory|tamper`` and ``tofu3 demo``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+
+from tofu3.cli.common import EXIT_INCONCLUSIVE
+
+
+def register(commands: Any) -> None:
+    """Add the lab and demo commands."""
+    lab = commands.add_parser("lab", help="a local three-vantage lab (no root, no network)")
+    lab.set_defaults(handler=run_lab)
+    actions = lab.add_subparsers(dest="lab_command", required=True, metavar="ACTION")
+    up = actions.add_parser("up", help="start the lab (idempotent)")
+    up.add_argument(
+        "--mode",
+        choices=["loopback", "netns"],
+        default=None,
+        help="loopback (default without root) or netns (default as root)",
+    )
+    actions.add_parser("down", help="stop exactly what the lab started")
+    actions.add_parser("status", help="show the lab's processes")
+    actions.add_parser("inventory", help="print the path of the lab's inventory")
+    tamper = actions.add_parser("tamper", help="make the lab registry lie to one vantage")
+    tamper.add_argument("vantage", help="vantage name (ams, sfo or sgp)")
+    tamper.add_argument(
+        "kind",
+        choices=["blob", "manifest", "tag", "none"],
+        help="blob: altered layer bytes; manifest: altered manifest bytes; "
+        "tag: the tag resolves to another consistent tree; none: honest again",
+    )
+
+    demo = commands.add_parser(
+        "demo", help="lab up, verify (accepted), tamper, verify (rejected), lab down"
+    )
+    demo.add_argument("--mode", choices=["loopback", "netns"], default=None)
+    demo.set_defaults(handler=run_demo)
+
+
+def run_demo(args: argparse.Namespace, out: Console, err: Console) -> int:
+    """``tofu3 demo``."""
+    from tofu3.demo import run_demo as demo  # noqa: PLC0415 - only the demo needs it
+
+    code: int = demo(out, err, mode=args.mode)
+    return code
+
+
+def run_lab(args: argparse.Namespace, out: Console, err: Console) -> int:
+    """``tofu3 lab ACTION``."""
+    from tofu3.lab import manager  # noqa: PLC0415 - the lab is optional to every other command
+
+    action = args.lab_command
+    if action == "up":
+        mode = manager.LabMode(args.mode) if args.mode else None
+        state = manager.lab_up(mode=mode)
+        err.print(f"lab up ({state.mode.value}): {', '.join(v.name for v in state.vantages)}")
+        out.print(str(manager.lab_inventory()), soft_wrap=True)
+        return 0
+    if action == "down":
+        for line in manager.lab_down():
+            err.print(escape(line))
+        return 0
+    if action == "status":
+        status = manager.lab_status()
+        if status.mode is None:
+            out.print(f"no lab in {escape(str(status.directory))}")
+            return EXIT_INCONCLUSIVE
+        health = "up" if status.up else "not fully up"
+        out.print(f"lab {health} ({status.mode.value}) in {escape(str(status.directory))}")
+        for process in status.processes:
+            alive = "[green]running[/]" if process.alive else "[red]gone[/]"
+            where = escape(", ".join(process.endpoints))
+            out.print(
+                f"  {process.kind:<8} {escape(process.name):<8} pid {process.pid:<8} "
+                f"{alive}  {where}",
+                soft_wrap=True,
+            )
+        return 0 if status.up else EXIT_INCONCLUSIVE
+    if action == "inventory":
+        out.print(str(manager.lab_inventory()), soft_wrap=True)
+        return 0
+    if action == "tamper":
+        kind = None if args.kind == "none" else args.kind
+        manager.lab_tamper(args.vantage, kind)
+        what = "honest again" if kind is None else f"now served a tampered {kind}"
+        err.print(f"vantage {escape(args.vantage)}: {what}")
+        return 0
+    raise AssertionError(f"unhandled lab action {action!r}")

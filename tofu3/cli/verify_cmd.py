@@ -1,0 +1,143 @@
+"""``tofu3 verify REF [REF...]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from tofu3.cli.common import EXIT_INTERRUPTED, EXIT_USAGE, print_error, worst_exit
+from tofu3.errors import ConfigurationError
+from tofu3.inventory import Inventory, find_inventory, load_inventory
+from tofu3.oci.platform import parse_platform_filter
+from tofu3.reference import Reference, parse_reference
+from tofu3.report.files import write_report_file
+from tofu3.report.json_report import render_json
+from tofu3.report.terminal import LiveProgress, print_verdict
+from tofu3.verdict import Verdict
+from tofu3.verify import (
+    Options,
+    VerificationInterrupted,
+    connect_all,
+    decide_runs,
+    verify_connected,
+)
+
+MAX_JOBS = 64
+
+
+def register(commands: Any) -> None:
+    """Add ``verify``."""
+    verify = commands.add_parser("verify", help="verify one or more OCI references")
+    verify.set_defaults(handler=run)
+    verify.add_argument(
+        "references", nargs="+", metavar="REF", help="e.g. ghcr.io/homebrew/core/wget:1.24.5"
+    )
+    verify.add_argument(
+        "-i",
+        "--inventory",
+        help="inventory file (default: $TOFU3_INVENTORY, "
+        "./inventory.yaml, ~/.config/tofu3/inventory.yaml)",
+    )
+    verify.add_argument(
+        "--platform",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="verify only this platform of an index: os/arch[/variant] or a "
+        "Homebrew bottle tag such as arm64_sonoma (repeatable; default: all)",
+    )
+    verify.add_argument(
+        "--json",
+        action="store_true",
+        help="print the JSON report on stdout (and nothing else there)",
+    )
+    verify.add_argument(
+        "--report",
+        metavar="FILE",
+        type=Path,
+        help="write the JSON report to FILE (atomically, whatever the verdict)",
+    )
+    verify.add_argument(
+        "--jobs",
+        type=int,
+        default=4,
+        metavar="N",
+        help=f"parallel downloads per vantage (1-{MAX_JOBS}, default 4)",
+    )
+
+
+def _parse_references(texts: list[str], err: Console) -> tuple[list[Reference], list[int]]:
+    references: list[Reference] = []
+    codes: list[int] = []
+    for text in texts:
+        try:
+            references.append(parse_reference(text))
+        except ConfigurationError as exc:
+            print_error(err, exc.diagnostics())
+            codes.append(EXIT_USAGE)
+    return references, codes
+
+
+def _verify_all(
+    references: list[Reference],
+    inventory: Inventory,
+    options: Options,
+    err: Console,
+) -> tuple[list[Verdict], list[int], bool]:
+    """Verify every reference over one connection per vantage. Returns the verdicts, exit
+    codes of references that ended in a usage error, and whether the user interrupted."""
+    verdicts: list[Verdict] = []
+    codes: list[int] = []
+    with LiveProgress(err) as progress:
+        connected, unreachable = connect_all(inventory, progress, options.limits)
+        try:
+            for reference in references:
+                try:
+                    runs = verify_connected(reference, connected, options, progress)
+                except VerificationInterrupted as interrupted:
+                    # What was seen so far is recorded: the report says inconclusive.
+                    verdicts.append(
+                        decide_runs(reference, inventory, interrupted.runs, unreachable)
+                    )
+                    return verdicts, codes, True
+                try:
+                    verdicts.append(decide_runs(reference, inventory, runs, unreachable))
+                except ConfigurationError as exc:
+                    print_error(err, exc.diagnostics())
+                    codes.append(EXIT_USAGE)
+        finally:
+            for item in connected:
+                item.connection.close()
+    return verdicts, codes, False
+
+
+def run(args: argparse.Namespace, out: Console, err: Console) -> int:
+    """``tofu3 verify``: exit with the worst verdict (1 > 3 > 2 > 0)."""
+    references, codes = _parse_references(args.references, err)
+    if not 1 <= args.jobs <= MAX_JOBS:
+        raise ConfigurationError(f"--jobs must be between 1 and {MAX_JOBS}")
+    platforms = tuple(parse_platform_filter(p) for p in args.platform)
+    inventory = load_inventory(find_inventory(args.inventory))
+    if not references:
+        return worst_exit(codes)
+    options = Options(platforms=platforms, jobs=args.jobs)
+    verdicts, usage_codes, interrupted = _verify_all(references, inventory, options, err)
+    codes.extend(usage_codes)
+    many = len(args.references) > 1
+    if verdicts and args.report is not None:
+        write_report_file(args.report, render_json(verdicts, as_list=many).encode())
+    human = err if args.json else out
+    for verdict in verdicts:
+        print_verdict(human, verdict)
+    if args.json and verdicts:
+        sys.stdout.write(render_json(verdicts, as_list=many))
+        sys.stdout.flush()
+    if interrupted:
+        err.print("[red]interrupted[/]: the report records what was seen until then")
+        return EXIT_INTERRUPTED
+    codes.extend(v.exit_code for v in verdicts)
+    return worst_exit(codes)
