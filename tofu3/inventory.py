@@ -70,13 +70,11 @@ _CURL_OPTIONS_WITH_VALUE = frozenset(
         "--doh-url",
         "--limit-rate",
         "--connect-timeout",
-        "--tls-max",
-        "--ciphers",
-        "--tls13-ciphers",
         "-A",
         "--user-agent",
     }
 )
+_URL_WITH_CREDENTIALS_RE = re.compile(r"://[^/@]*@")
 _CURL_FLAGS = frozenset(
     {
         "-4",
@@ -341,6 +339,13 @@ def _curl_args(value: object, where: str) -> tuple[str, ...]:
             raise InventoryError(
                 f"{where}: curl_args value {arg[:60]!r} contains characters tofu3 does not "
                 "pass to a remote shell (allowed: letters, digits and _@%+=:,./~[]-)"
+            )
+    for arg in args:
+        if _URL_WITH_CREDENTIALS_RE.search(arg):
+            # It would sit on the vantage's command line, visible to every local user.
+            raise InventoryError(
+                f"{where}: a curl_args URL carries credentials (user:password@); "
+                "tofu3 keeps secrets off command lines"
             )
     index = 0
     while index < len(args):

@@ -559,3 +559,22 @@ def test_no_inventory_anywhere_says_how_to_get_one(
 
     for hint in ("-i FILE", "TOFU3_INVENTORY", "./inventory.yaml", "~/.config/tofu3"):
         assert hint in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "curl_args",
+    [
+        '["--proxy", "socks5h://tor:hunter2@127.0.0.1:9050"]',
+        '["--doh-url", "https://user:hunter2@dns.example/dns-query"]',
+    ],
+)
+def test_credentials_in_a_curl_args_url_are_refused(curl_args: str) -> None:
+    message = _refused(_tor_with(f"curl_args: {curl_args}\n"))
+
+    assert "carries credentials" in message
+    assert "hunter2" not in message
+
+
+@pytest.mark.parametrize("flag", ["--tls-max", "--ciphers"])
+def test_curl_options_that_can_only_weaken_tls_are_refused(flag: str) -> None:
+    assert "is not allowed in curl_args" in _refused(_tor_with(f'curl_args: ["{flag}", "x"]\n'))

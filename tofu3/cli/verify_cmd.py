@@ -9,7 +9,13 @@ from typing import Any
 
 from rich.console import Console
 
-from tofu3.cli.common import EXIT_INTERRUPTED, EXIT_USAGE, print_error, worst_exit
+from tofu3.cli.common import (
+    EXIT_INTERRUPTED,
+    EXIT_REJECTED,
+    EXIT_USAGE,
+    print_error,
+    worst_exit,
+)
 from tofu3.errors import ConfigurationError
 from tofu3.inventory import Inventory, find_inventory, load_inventory
 from tofu3.oci.platform import parse_platform_filter
@@ -138,6 +144,8 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> int:
         sys.stdout.flush()
     if interrupted:
         err.print("[red]interrupted[/]: the report records what was seen until then")
-        return EXIT_INTERRUPTED
+        # Evidence of tampering found before the interrupt still decides the exit status.
+        rejected = any(v.exit_code == EXIT_REJECTED for v in verdicts)
+        return EXIT_REJECTED if rejected else EXIT_INTERRUPTED
     codes.extend(v.exit_code for v in verdicts)
     return worst_exit(codes)

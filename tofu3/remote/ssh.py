@@ -63,7 +63,9 @@ class _RecordingRejectPolicy(paramiko.RejectPolicy):
 
 
 def _known_hosts_name(host: str, port: int) -> str:
-    return host if port == 22 else f"[{host}]:{port}"
+    # As OpenSSH writes it: bare on port 22, else [host]:port (an IPv6 host unbracketed inside).
+    bare = host.strip("[]")
+    return bare if port == 22 else f"[{bare}]:{port}"
 
 
 def _key_line(key: paramiko.PKey) -> str:

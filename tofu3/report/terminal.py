@@ -157,7 +157,8 @@ def verdict_line(verdict: Verdict) -> str:
     )
     reason = escape(first.message) if first else "see the findings"
     more = len(verdict.findings) - 1
-    return f"{head}: {reason}" + (f" (and {more} more findings)" if more > 0 else "")
+    suffix = "" if more <= 0 else f" (and {more} more finding{'s' if more > 1 else ''})"
+    return f"{head}: {reason}{suffix}"
 
 
 def print_verdict(console: Console, verdict: Verdict) -> None:
