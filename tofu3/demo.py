@@ -7,6 +7,8 @@ lab down.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.console import Console
 from rich.rule import Rule
 
@@ -21,8 +23,14 @@ DEMO_REFERENCE = "ghcr.io/homebrew/core/wget:1.24.5"
 TAMPERED_VANTAGE = "sgp"
 
 
-def _verify(out: Console, err: Console) -> Verdict:
-    inventory = load_inventory(manager.lab_inventory())
+def demo_dir() -> Path:
+    """The demo's own lab, beside the user's: the demo never tampers with a lab in use."""
+    lab = manager.lab_dir()
+    return lab.with_name(f"{lab.name}-demo")
+
+
+def _verify(out: Console, err: Console, directory: Path) -> Verdict:
+    inventory = load_inventory(manager.lab_inventory(directory))
     with LiveProgress(err) as progress:
         verdict = verify(parse_reference(DEMO_REFERENCE), inventory, progress=progress)
     print_verdict(out, verdict)
@@ -32,19 +40,20 @@ def _verify(out: Console, err: Console) -> Verdict:
 def run_demo(out: Console, err: Console, mode: str | None = None) -> int:
     """Run the demo; 0 when the lab behaved as the story says (accepted, then rejected)."""
     out.print(Rule("1. lab up: three sshd vantages and a registry that behaves like ghcr.io"))
-    state = manager.lab_up(mode=manager.LabMode(mode) if mode else None)
+    directory = demo_dir()
+    state = manager.lab_up(directory, mode=manager.LabMode(mode) if mode else None)
     try:
-        out.print(f"mode {state.mode.value}; inventory: {manager.lab_inventory()}")
+        out.print(f"mode {state.mode.value}; inventory: {manager.lab_inventory(directory)}")
         out.print(Rule(f"2. tofu3 verify {DEMO_REFERENCE}: every vantage honest"))
-        honest = _verify(out, err)
+        honest = _verify(out, err, directory)
         out.print(Rule(f"3. tofu3 lab tamper {TAMPERED_VANTAGE} blob: one path now lies"))
-        manager.lab_tamper(TAMPERED_VANTAGE, "blob")
+        manager.lab_tamper(TAMPERED_VANTAGE, "blob", directory)
         out.print(f"the lab registry now serves {TAMPERED_VANTAGE} altered layer bytes")
         out.print(Rule(f"4. tofu3 verify {DEMO_REFERENCE} again"))
-        tampered = _verify(out, err)
+        tampered = _verify(out, err, directory)
     finally:
         out.print(Rule("5. lab down"))
-        for line in manager.lab_down():
+        for line in manager.lab_down(directory):
             err.print(line)
     as_told = honest.kind is VerdictKind.ACCEPTED and tampered.kind is VerdictKind.REJECTED
     if as_told:
