@@ -29,6 +29,7 @@ from urllib.parse import quote
 import httpx
 import yaml
 
+from tests.shared_fixtures import VENTURA_BOTTLE
 from tofu3.lab.pki import issue_server_cert
 from tofu3.lab.sshd import free_port
 from tofu3.oci.media_types import OCI_INDEX, OCI_MANIFEST
@@ -47,9 +48,7 @@ BLOB_STORE = "docker/registry/v2/blobs"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 
-REAL_BOTTLE = Path(
-    "/work/shared/fixtures/ghcr-homebrew-wget-1.24.5/wget--1.24.5.ventura.bottle.tar.gz"
-)
+REAL_BOTTLE = VENTURA_BOTTLE
 REAL_BOTTLE_DIGEST = "sha256:1b7e2f76c90553543a5e25dadf031c6fcfe280f52bf27d89e04006f9d33fd20b"
 REAL_BOTTLE_SIZE = 1_613_406
 WGET_REPOSITORY = "homebrew/core/wget"

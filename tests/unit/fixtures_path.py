@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from tests.shared_fixtures import GHCR_WGET_INDEX, REPO, SHARED_FIXTURES
 
-# tests/unit/fixtures_path.py -> parents[2] is the repo (/work/main), parents[3] its parent,
-# which holds shared/ beside the repo.
-REPO = Path(__file__).resolve().parents[2]
-SHARED_FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures"
+__all__ = ["GHCR_WGET_INDEX", "LOCAL_FIXTURES", "REPO", "SHARED_FIXTURES", "local_fixture"]
+
 LOCAL_FIXTURES = REPO / "tests" / "fixtures"
-
-GHCR_WGET_INDEX = SHARED_FIXTURES / "ghcr-homebrew-wget-1.24.5" / "index.json"
 # From the fixture's README: the sha256 of index.json exactly as ghcr.io served it.
 GHCR_WGET_INDEX_DIGEST = "sha256:f7dd153445ffd9ec96cc95d8829cd4afca6ca04b20acbd52cbbd13cfe9aeda5b"
 # The seven Homebrew bottle tags of wget 1.24.5, in the index's order.

@@ -9,11 +9,11 @@ import json
 import tarfile
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.shared_fixtures import GHCR_WGET_INDEX
 from tofu3.digest import Digest, digest_bytes, hex_of
 from tofu3.lab import alpine, bottles
 from tofu3.lab.content import (
@@ -34,21 +34,12 @@ from tofu3.oci.media_types import (
     OCI_MANIFEST,
 )
 
-# The shared fixtures sit next to the repository: <repo>/../shared/fixtures.
-REAL_INDEX = (
-    Path(__file__).resolve().parents[2].parent
-    / "shared"
-    / "fixtures"
-    / "ghcr-homebrew-wget-1.24.5"
-    / "index.json"
-)
+REAL_INDEX = GHCR_WGET_INDEX
 
 
 @pytest.fixture(scope="module")
 def real_index() -> dict[str, Any]:
     """The index ghcr.io served for homebrew/core/wget:1.24.5."""
-    if not REAL_INDEX.exists():
-        pytest.skip(f"shared fixture missing: {REAL_INDEX}")
     document: dict[str, Any] = json.loads(REAL_INDEX.read_bytes())
     return document
 
