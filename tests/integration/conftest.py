@@ -109,3 +109,13 @@ def honest_lab(lab: Lab) -> Iterator[Lab]:
     yield lab
     for vantage in lab.state.vantages:
         lab.tamper(vantage.name, None)
+
+
+@pytest.fixture(scope="module")
+def loopback_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabState]:
+    """A loopback lab for one test module (vantages told apart by source address)."""
+    directory = tmp_path_factory.mktemp("safety-lab")
+    try:
+        yield lab_up(directory, LabMode.LOOPBACK)
+    finally:
+        lab_down(directory)

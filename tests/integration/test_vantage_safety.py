@@ -10,11 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tests.integration.conftest import WGET, run_cli
-from tofu3.lab.manager import LabMode, LabState, lab_down, lab_up
-from tofu3.lab.sshd import SshdVantage, ensure_client_key, free_port, start_vantage
+from tests.integration.wrapped import start_wrapped
+from tofu3.lab.manager import LabState
 
 pytestmark = pytest.mark.integration
 
@@ -37,57 +36,9 @@ class Watched:
     logs: Path
 
 
-@pytest.fixture(scope="module")
-def loopback_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabState]:
-    directory = tmp_path_factory.mktemp("safety-lab")
-    try:
-        yield lab_up(directory, LabMode.LOOPBACK)
-    finally:
-        lab_down(directory)
-
-
-def _start_wrapped(
-    lab: LabState, directory: Path, script: str, names: list[str]
-) -> tuple[Path, list[SshdVantage], Path]:
-    """Start one vantage per name with ``script`` as its curl; return an inventory using
-    them (with the lab's curl options), the vantages, and the log directory."""
-    bin_dir = directory / "bin"
-    logs = directory / "logs"
-    bin_dir.mkdir(parents=True)
-    logs.mkdir()
-    wrapper = bin_dir / "curl"
-    wrapper.write_text(script.format(log=logs))
-    wrapper.chmod(0o755)
-    client = ensure_client_key(lab.directory)
-    document = yaml.safe_load(lab.inventory_path.read_text())
-    started: list[SshdVantage] = []
-    try:
-        for index, entry in enumerate(document["vantages"]):
-            if entry["name"] not in names:
-                continue
-            address = f"127.0.0.{31 + index}"
-            vantage = start_vantage(
-                directory / entry["name"],
-                entry["name"],
-                address,
-                free_port(address),
-                client.public_key,
-                path_prefix=bin_dir,
-            )
-            started.append(vantage)
-            entry.update(host=address, port=vantage.port, host_key=vantage.host_public_key)
-    except BaseException:
-        for vantage in started:
-            vantage.stop()
-        raise
-    inventory = directory / "inventory.yaml"
-    inventory.write_text(yaml.safe_dump(document))
-    return inventory, started, logs
-
-
 @pytest.fixture
 def watched(loopback_lab: LabState, tmp_path: Path) -> Iterator[Watched]:
-    inventory, started, logs = _start_wrapped(
+    inventory, started, logs = start_wrapped(
         loopback_lab, tmp_path, LOGGING_CURL, ["ams", "sfo", "sgp"]
     )
     try:
@@ -128,7 +79,7 @@ def test_token_is_never_on_a_command_line_in_a_log_or_in_the_report(
 def test_vantage_with_curl_older_than_7_83_is_refused_with_the_version_found(
     loopback_lab: LabState, tmp_path: Path
 ) -> None:
-    inventory, started, _ = _start_wrapped(loopback_lab, tmp_path, OLD_CURL, ["sfo"])
+    inventory, started, _ = start_wrapped(loopback_lab, tmp_path, OLD_CURL, ["sfo"])
     try:
         result = run_cli(["verify", WGET, "-i", str(inventory)])
     finally:

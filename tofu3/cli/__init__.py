@@ -10,12 +10,13 @@ Exit status (contract): 0 accepted, 1 rejected, 2 usage or configuration error,
 from __future__ import annotations
 
 import argparse
+import contextlib
 from collections.abc import Callable, Sequence
 
 from rich.console import Console
 
 from tofu3 import __version__
-from tofu3.cli import lab_cmd, verify_cmd
+from tofu3.cli import fetch_cmd, inventory_cmd, lab_cmd, verify_cmd
 from tofu3.cli.common import EXIT_INTERRUPTED, EXIT_USAGE, consoles, print_error
 from tofu3.errors import Tofu3Error
 
@@ -31,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"tofu3 {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (verify_cmd, lab_cmd):
+    for module in (verify_cmd, fetch_cmd, lab_cmd, inventory_cmd):
         module.register(commands)
     return parser
 
@@ -44,7 +45,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args, out, err)
     except KeyboardInterrupt:
-        err.print("[red]interrupted[/]")
+        # A second Ctrl-C while saying so must not turn into a traceback.
+        with contextlib.suppress(KeyboardInterrupt):
+            err.print("[red]interrupted[/]")
         return EXIT_INTERRUPTED
     except Tofu3Error as exc:
         print_error(err, exc.diagnostics())
