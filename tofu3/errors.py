@@ -133,3 +133,31 @@ class ProtocolViolation(IntegrityError):
     bad token response, unsafe redirect)."""
 
     code = "PROTOCOL_VIOLATION"
+
+
+class SigningKeyError(ConfigurationError):
+    """A signing key that cannot be loaded or used: unreadable, wrong passphrase, unsupported
+    type, or not in the ssh-agent."""
+
+
+class AllowedSignersError(ConfigurationError):
+    """An allowed_signers file that cannot be used as it is."""
+
+
+class LedgerError(ConfigurationError):
+    """The ledger (the local record of verifications) cannot be opened or written."""
+
+
+class SignatureError(IntegrityError):
+    """A signature that is malformed, does not verify, or was made by a key no allowed
+    signer holds."""
+
+    code = "BAD_SIGNATURE"
+
+
+class ReportInconsistent(IntegrityError):
+    """A report that is not a tofu3 report, or whose verdict does not follow from the
+    observations recorded in it."""
+
+    code = "REPORT_INCONSISTENT"
+
