@@ -161,3 +161,19 @@ class ReportInconsistent(IntegrityError):
 
     code = "REPORT_INCONSISTENT"
 
+
+class InvalidUrl(ConfigurationError):
+    """A release-file URL tofu3 will not use (not https, credentials in it, odd characters)."""
+
+
+class FetchFailed(TransportError):
+    """The coordinator's own download (``tofu3 fetch``) could not finish."""
+
+    code = "FETCH_FAILED"
+
+
+class FetchedBytesMismatch(DigestMismatch):
+    """Bytes the coordinator downloaded that differ from the digest or size the vantages
+    agreed on: they are deleted, never kept."""
+
+    code = "FETCH_DIGEST_MISMATCH"

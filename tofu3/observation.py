@@ -51,6 +51,8 @@ class Observation:
     remote_ip: str = ""
     url: str = ""
     annotations: Mapping[str, str] = field(default_factory=dict)
+    # Redirects followed to reach ``url``; None where they are not recorded.
+    redirects: int | None = None
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,9 @@ from tofu3.cli.common import (
 from tofu3.errors import ConfigurationError
 from tofu3.inventory import Inventory, find_inventory, load_inventory
 from tofu3.oci.platform import parse_platform_filter
-from tofu3.reference import Reference, parse_reference
+from tofu3.reference import Reference
+from tofu3.release.url import check_sha256_use, parse_target
+from tofu3.release.walk import verify_target_connected
 from tofu3.report.files import write_report_file
 from tofu3.report.json_report import render_json
 from tofu3.report.terminal import LiveProgress, print_verdict
@@ -29,7 +31,6 @@ from tofu3.verify import (
     VerificationInterrupted,
     connect_all,
     decide_runs,
-    verify_connected,
 )
 
 MAX_JOBS = 64
@@ -40,7 +41,15 @@ def register(commands: Any) -> None:
     verify = commands.add_parser("verify", help="verify one or more OCI references")
     verify.set_defaults(handler=run)
     verify.add_argument(
-        "references", nargs="+", metavar="REF", help="e.g. ghcr.io/homebrew/core/wget:1.24.5"
+        "references",
+        nargs="+",
+        metavar="REF",
+        help="e.g. ghcr.io/homebrew/core/wget:1.24.5, or the https URL of a release file",
+    )
+    verify.add_argument(
+        "--sha256",
+        metavar="HEX",
+        help="the sha256 the release file given by URL must have (a mismatch is rejected)",
     )
     verify.add_argument(
         "-i",
@@ -76,12 +85,14 @@ def register(commands: Any) -> None:
     )
 
 
-def _parse_references(texts: list[str], err: Console) -> tuple[list[Reference], list[int]]:
+def _parse_references(
+    texts: list[str], err: Console, sha256: str | None = None
+) -> tuple[list[Reference], list[int]]:
     references: list[Reference] = []
     codes: list[int] = []
     for text in texts:
         try:
-            references.append(parse_reference(text))
+            references.append(parse_target(text, sha256))
         except ConfigurationError as exc:
             print_error(err, exc.diagnostics())
             codes.append(EXIT_USAGE)
@@ -103,7 +114,7 @@ def _verify_all(
         try:
             for reference in references:
                 try:
-                    runs = verify_connected(reference, connected, options, progress)
+                    runs = verify_target_connected(reference, connected, options, progress)
                 except VerificationInterrupted as interrupted:
                     # What was seen so far is recorded: the report says inconclusive.
                     verdicts.append(
@@ -123,7 +134,8 @@ def _verify_all(
 
 def run(args: argparse.Namespace, out: Console, err: Console) -> int:
     """``tofu3 verify``: exit with the worst verdict (1 > 3 > 2 > 0)."""
-    references, codes = _parse_references(args.references, err)
+    check_sha256_use(args.references, args.sha256)
+    references, codes = _parse_references(args.references, err, args.sha256)
     if not 1 <= args.jobs <= MAX_JOBS:
         raise ConfigurationError(f"--jobs must be between 1 and {MAX_JOBS}")
     platforms = tuple(parse_platform_filter(p) for p in args.platform)

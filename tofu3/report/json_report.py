@@ -13,13 +13,14 @@ from typing import Any
 
 from tofu3 import __version__
 from tofu3.observation import Observation
+from tofu3.release.url import ReleaseReference
 from tofu3.verdict import Verdict
 
 SCHEMA = "tofu3.report/v1"
 
 
 def _observation(obs: Observation) -> dict[str, Any]:
-    return {
+    document: dict[str, Any] = {
         "digest": obs.digest,
         "size": obs.size,
         "expected_digest": obs.expected.digest,
@@ -28,6 +29,29 @@ def _observation(obs: Observation) -> dict[str, Any]:
         "remote_ip": obs.remote_ip,
         "url": obs.url,
     }
+    if obs.redirects is not None:
+        document["redirects"] = obs.redirects
+    return document
+
+
+def _resolved(verdict: Verdict) -> dict[str, Any]:
+    reference = verdict.reference
+    resolved: dict[str, Any] = {
+        "registry": reference.domain,
+        "registry_host": reference.registry_host,
+        "repository": reference.path,
+        "tag": reference.effective_tag,
+        "digest": verdict.root_digest,
+        "pinned_digest": reference.digest,
+    }
+    if isinstance(reference, ReleaseReference):
+        # A release file: the host stands where the registry would, its path for the
+        # repository; the URLs say where the bytes came from (queries are never recorded).
+        finals = {obs.url for run in verdict.runs for obs in run.observations if obs.url}
+        resolved["repository"] = reference.url_path
+        resolved["url"] = reference.url.split("?", 1)[0]
+        resolved["final_url"] = next(iter(finals)) if len(finals) == 1 else None
+    return resolved
 
 
 def report_dict(verdict: Verdict, *, generated_at: datetime | None = None) -> dict[str, Any]:
@@ -39,14 +63,7 @@ def report_dict(verdict: Verdict, *, generated_at: datetime | None = None) -> di
         "tool": {"name": "tofu3", "version": __version__},
         "generated_at": when.isoformat(timespec="seconds").replace("+00:00", "Z"),
         "reference": reference.original,
-        "resolved": {
-            "registry": reference.domain,
-            "registry_host": reference.registry_host,
-            "repository": reference.path,
-            "tag": reference.effective_tag,
-            "digest": verdict.root_digest,
-            "pinned_digest": reference.digest,
-        },
+        "resolved": _resolved(verdict),
         "verdict": verdict.kind.value,
         "exit_code": verdict.exit_code,
         "pinned_reference": verdict.pinned_reference,

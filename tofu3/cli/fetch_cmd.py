@@ -1,0 +1,178 @@
+"""``tofu3 fetch REF|URL -o PATH``: verify exactly as ``tofu3 verify`` does, then download
+the accepted artifact onto this machine and keep it only if every byte matches what the
+vantages agreed on.
+
+Exit status: 0 fetched; 1 rejected (by the vantages, or because the coordinator was served
+other bytes than they agreed on: nothing is kept); 2 usage or configuration error;
+3 inconclusive (the verification, or the coordinator's own download, could not finish).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+
+from tofu3.cli.common import (
+    EXIT_ACCEPTED,
+    EXIT_INCONCLUSIVE,
+    EXIT_INTERRUPTED,
+    EXIT_REJECTED,
+    print_error,
+)
+from tofu3.errors import ConfigurationError, IntegrityError, InvalidUrl, TransportError
+from tofu3.fetch.fetcher import Fetched, check_output, fetch_verified
+from tofu3.fetch.http import HttpOptions, parse_connect_to
+from tofu3.inventory import Inventory, find_inventory, load_inventory
+from tofu3.oci.platform import parse_platform_filter
+from tofu3.reference import Reference
+from tofu3.release.url import ReleaseReference, is_url, parse_target
+from tofu3.release.walk import verify_target_connected
+from tofu3.report.files import write_report_file
+from tofu3.report.json_report import render_json
+from tofu3.report.terminal import LiveProgress, print_verdict
+from tofu3.verdict import Verdict, VerdictKind
+from tofu3.verify import Options, VerificationInterrupted, connect_all, decide_runs
+
+MAX_JOBS = 64
+
+
+def register(commands: Any) -> None:
+    """Add ``fetch``."""
+    fetch = commands.add_parser(
+        "fetch",
+        help="verify, then download the verified artifact onto this machine",
+        description="Verify REF or URL from every vantage (exactly as `tofu3 verify`), then "
+        "download it here and keep it only if every byte matches what the vantages agreed "
+        "on. An image becomes an OCI image layout directory; a Homebrew bottle chosen with "
+        "--platform TAG a file named as brew names it; a URL the file.",
+    )
+    fetch.set_defaults(handler=run)
+    fetch.add_argument(
+        "target", metavar="REF|URL", help="an image reference, or the https URL of a file"
+    )
+    fetch.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        type=Path,
+        metavar="PATH",
+        help="where to write: an OCI layout directory (must not exist, or be empty); for a "
+        "bottle or a file, the file, or a directory to put it in under its own name",
+    )
+    fetch.add_argument(
+        "-i",
+        "--inventory",
+        help="inventory file (default: $TOFU3_INVENTORY, "
+        "./inventory.yaml, ~/.config/tofu3/inventory.yaml)",
+    )
+    fetch.add_argument(
+        "--platform",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="verify and fetch only this platform: os/arch[/variant] or a bottle tag "
+        "such as arm64_sonoma (repeatable; default: all)",
+    )
+    fetch.add_argument("--sha256", metavar="HEX", help="the sha256 the file at URL must have")
+    fetch.add_argument(
+        "--cacert",
+        type=Path,
+        metavar="FILE",
+        help="for this machine's own download only: trust only the CAs in FILE (as curl's "
+        "--cacert); the vantages use their inventory's curl_args",
+    )
+    fetch.add_argument(
+        "--connect-to",
+        action="append",
+        default=[],
+        metavar="HOST:PORT:ADDR:PORT",
+        help="for this machine's own download only: connect to ADDR:PORT whenever a URL names "
+        "HOST:PORT, still checking TLS against HOST (as curl's --connect-to; repeatable)",
+    )
+    fetch.add_argument(
+        "--report",
+        metavar="FILE",
+        type=Path,
+        help="write the verification's JSON report to FILE (atomically, whatever the verdict)",
+    )
+    fetch.add_argument(
+        "--jobs",
+        type=int,
+        default=4,
+        metavar="N",
+        help=f"parallel downloads per vantage (1-{MAX_JOBS}, default 4)",
+    )
+
+
+def _target(args: argparse.Namespace) -> tuple[Reference, HttpOptions, Options]:
+    """Everything the command line says, checked before anything connects anywhere."""
+    if args.sha256 is not None and not is_url(args.target):
+        raise InvalidUrl("--sha256 pins a release file: it goes with a URL, not an image")
+    reference = parse_target(args.target, args.sha256)
+    platforms = tuple(parse_platform_filter(p) for p in args.platform)
+    if platforms and isinstance(reference, ReleaseReference):
+        raise ConfigurationError("--platform applies to images, not to a URL")
+    if not 1 <= args.jobs <= MAX_JOBS:
+        raise ConfigurationError(f"--jobs must be between 1 and {MAX_JOBS}")
+    if args.cacert is not None and not args.cacert.is_file():
+        raise ConfigurationError(f"--cacert {args.cacert}: no such file")
+    http = HttpOptions(
+        cacert=args.cacert, connect_to=tuple(parse_connect_to(t) for t in args.connect_to)
+    )
+    check_output(args.output)
+    return reference, http, Options(platforms=platforms, jobs=args.jobs)
+
+
+def _verify(
+    reference: Reference, inventory: Inventory, options: Options, err: Console
+) -> tuple[Verdict, bool]:
+    """The verification ``tofu3 verify`` runs; returns the verdict and whether the user
+    interrupted it."""
+    with LiveProgress(err) as progress:
+        connected, unreachable = connect_all(inventory, progress, options.limits)
+        try:
+            runs = verify_target_connected(reference, connected, options, progress)
+        except VerificationInterrupted as interrupted:
+            return decide_runs(reference, inventory, interrupted.runs, unreachable), True
+        finally:
+            for item in connected:
+                item.connection.close()
+    return decide_runs(reference, inventory, runs, unreachable), False
+
+
+def _fetched_line(fetched: Fetched) -> str:
+    return (
+        f"[bold green]FETCHED[/] {fetched.kind.value} {escape(str(fetched.path))}: "
+        f"{fetched.blobs} {'file' if fetched.blobs == 1 else 'files'}, {fetched.size:,} bytes, "
+        f"every one matching what the vantages agreed on ({fetched.digest})"
+    )
+
+
+def run(args: argparse.Namespace, out: Console, err: Console) -> int:
+    """``tofu3 fetch``: 0 fetched, 1 rejected or mismatched, 2 usage, 3 inconclusive."""
+    reference, http, options = _target(args)
+    inventory = load_inventory(find_inventory(args.inventory))
+    verdict, interrupted = _verify(reference, inventory, options, err)
+    if args.report is not None:
+        write_report_file(args.report, render_json([verdict]).encode())
+    print_verdict(out, verdict)
+    if interrupted:
+        err.print("[red]interrupted[/]: nothing was fetched")
+        return EXIT_REJECTED if verdict.kind is VerdictKind.REJECTED else EXIT_INTERRUPTED
+    if verdict.kind is not VerdictKind.ACCEPTED:
+        print_error(err, f"not fetched: the vantages' verdict is {verdict.kind.value}")
+        return verdict.exit_code
+    try:
+        fetched = fetch_verified(verdict, args.output, platforms=options.platforms, http=http)
+    except IntegrityError as exc:
+        print_error(err, f"not kept: {reference.original}: {exc.diagnostics()}")
+        return EXIT_REJECTED
+    except TransportError as exc:
+        print_error(err, f"not fetched: {reference.original}: {exc.diagnostics()}")
+        return EXIT_INCONCLUSIVE
+    out.print(_fetched_line(fetched), soft_wrap=True)
+    return EXIT_ACCEPTED

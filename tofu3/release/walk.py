@@ -1,0 +1,173 @@
+"""A release file's three-vantage download: each vantage fetches the URL with its own curl
+(redirects followed, https only, at most ``Limits.max_redirects``), hashes the body as it
+streams, and reports digest, size, status, remote address, redirect count and the final URL
+(without its query). The verdict is tofu3.verdict.decide over one FILE observation per
+vantage, so agreement and the ``--sha256`` pin are judged exactly as for an image.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+
+from tofu3.digest import algorithm_of
+from tofu3.errors import (
+    ConfigurationError,
+    HttpError,
+    IntegrityError,
+    Tofu3Error,
+)
+from tofu3.inventory import Inventory
+from tofu3.observation import ArtifactKind, Expected, Failure, FailureKind, Observation, VantageRun
+from tofu3.reference import Reference
+from tofu3.release.url import ReleaseReference
+from tofu3.remote.curl import Curl, Request
+from tofu3.verdict import Verdict
+from tofu3.verify import (
+    INTERRUPTED,
+    Connected,
+    Options,
+    Progress,
+    SilentProgress,
+    VerificationInterrupted,
+    connect_all,
+    decide_runs,
+    verify_connected,
+)
+
+_HTTP_OK = 200
+_INTERRUPT_GRACE_SECONDS = 10.0
+
+
+def verify_release(
+    reference: ReleaseReference,
+    inventory: Inventory,
+    options: Options | None = None,
+    progress: Progress | None = None,
+) -> Verdict:
+    """Download ``reference`` on every vantage in ``inventory``; return the verdict."""
+    options = options or Options()
+    sink = progress or SilentProgress()
+    connected, failed = connect_all(inventory, sink, options.limits)
+    try:
+        runs = verify_release_connected(reference, connected, options, sink)
+    finally:
+        for item in connected:
+            item.connection.close()
+    return decide_runs(reference, inventory, runs, failed)
+
+
+def verify_target_connected(
+    reference: Reference, connected: Sequence[Connected], options: Options, progress: Progress
+) -> list[VantageRun]:
+    """Run a verification on connected vantages: a release file's download for a URL, the
+    registry protocol for an image reference."""
+    if isinstance(reference, ReleaseReference):
+        return verify_release_connected(reference, connected, options, progress)
+    return verify_connected(reference, connected, options, progress)
+
+
+def verify_release_connected(
+    reference: ReleaseReference,
+    connected: Sequence[Connected],
+    options: Options,
+    progress: Progress,
+) -> list[VantageRun]:
+    """Download on every connected vantage in parallel. On Ctrl-C, close every connection
+    (which ends curl on the vantages) and raise VerificationInterrupted, as image
+    verification does."""
+    if not connected:
+        return []
+    pool = ThreadPoolExecutor(max_workers=len(connected))
+    futures = [pool.submit(_download, reference, item, options, progress) for item in connected]
+    try:
+        return [future.result() for future in futures]
+    except KeyboardInterrupt:
+        for item in connected:
+            item.connection.close()
+        runs: list[VantageRun] = []
+        for item, future in zip(connected, futures, strict=True):
+            try:
+                run = future.result(timeout=_INTERRUPT_GRACE_SECONDS)
+            except Exception:
+                run = VantageRun(name=item.vantage.name, host=item.vantage.address)
+                run = replace(run, failure=INTERRUPTED)
+            if run.failure is not None and run.failure.kind is not FailureKind.INTEGRITY:
+                run = replace(run, failure=INTERRUPTED)
+            runs.append(run)
+        raise VerificationInterrupted(runs) from None
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _download(
+    reference: ReleaseReference, item: Connected, options: Options, progress: Progress
+) -> VantageRun:
+    name = item.vantage.name
+    start = time.monotonic()
+    curl = Curl(item.connection, item.facts, item.vantage.curl_args, options.limits)
+    observations: tuple[Observation, ...] = ()
+    failure: Failure | None = None
+    progress.step(name, "downloading")
+    try:
+        observations = (_observe(reference, curl, name, progress),)
+    except Tofu3Error as exc:
+        failure = _failure(exc)
+    progress.finished(name, failure is None, "done" if failure is None else failure.message)
+    return VantageRun(
+        name=name,
+        host=item.vantage.address,
+        curl_version=item.facts.curl_version,
+        hash_tool=item.facts.hash_tool,
+        host_key_fingerprint=item.connection.host_key_fingerprint,
+        observations=observations,
+        failure=failure,
+        duration=time.monotonic() - start,
+    )
+
+
+def _observe(reference: ReleaseReference, curl: Curl, name: str, progress: Progress) -> Observation:
+    def on_progress(seen: int) -> None:
+        progress.transfer(name, "file", seen, None)
+
+    algorithm = algorithm_of(reference.digest) if reference.digest else "sha256"
+    download = curl.download_digest(
+        Request(reference.url, follow_redirects=True),
+        algorithm=algorithm,
+        what=f"file {reference.url_path}",
+        on_progress=on_progress,
+    )
+    connection = download.connection
+    if connection.status != _HTTP_OK:
+        raise HttpError(
+            f"vantage {name!r}: {connection.url_effective or reference.url_path}: "
+            f"HTTP {connection.status}",
+            status=connection.status,
+        )
+    return Observation(
+        key="root",
+        kind=ArtifactKind.FILE,
+        platform=None,
+        expected=Expected(reference.digest, None, None),
+        digest=download.digest,
+        size=connection.size,
+        media_type=connection.content_type,
+        status=connection.status,
+        remote_ip=connection.remote_ip,
+        url=connection.url_effective,
+        redirects=connection.redirects,
+    )
+
+
+def _failure(exc: Tofu3Error) -> Failure:
+    """Which side of the trust boundary a vantage's error is on (as tofu3.verify does)."""
+    if isinstance(exc, IntegrityError):
+        kind = FailureKind.INTEGRITY
+    elif isinstance(exc, ConfigurationError):
+        kind = FailureKind.CONFIGURATION
+    else:
+        kind = FailureKind.TRANSPORT
+    code = getattr(exc, "code", "CONFIGURATION_ERROR")
+    return Failure(kind=kind, code=str(code), message=exc.diagnostics())
