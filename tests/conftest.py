@@ -1,9 +1,10 @@
-"""Suite-wide rules: in CI nothing may be skipped, a skip there is a failure."""
+"""Suite-wide rules: in CI nothing may be skipped, a skip there is a failure; and no test
+writes to the user's own ledger (~/.local/state/tofu3)."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 
 import pytest
 
@@ -19,3 +20,16 @@ def pytest_runtest_makereport(
     if os.environ.get("CI") == "true" and report.skipped and not hasattr(report, "wasxfail"):
         report.outcome = "failed"
         report.longrepr = f"skipped in CI, which must run every test: {report.longrepr}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_ledger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every tofu3 the tests run (in this process or a child) records to a ledger of the
+    test session, never to the user's."""
+    previous = os.environ.get("TOFU3_STATE_DIR")
+    os.environ["TOFU3_STATE_DIR"] = str(tmp_path_factory.mktemp("tofu3-state"))
+    yield
+    if previous is None:
+        os.environ.pop("TOFU3_STATE_DIR", None)
+    else:
+        os.environ["TOFU3_STATE_DIR"] = previous

@@ -22,7 +22,7 @@ from tests.unit.bottle_verdicts import (
 from tofu3.errors import LedgerError
 from tofu3.ledger.policy import PreviousAcceptance, TagHistory, apply_tag_history
 from tofu3.ledger.record import entry_for, history_for
-from tofu3.ledger.store import FILE_NAME, Ledger, default_directory
+from tofu3.ledger.store import FILE_NAME, Ledger, default_directory, ledger_path
 from tofu3.reference import parse_reference
 
 WRITERS = 6
@@ -133,6 +133,22 @@ def test_the_state_directory_follows_tofu3_state_dir_then_xdg_state_home() -> No
     relative = default_directory({"XDG_STATE_HOME": "relative/state"})
     assert relative == Path.home() / ".local" / "state" / "tofu3"
     assert default_directory({}) == Path.home() / ".local" / "state" / "tofu3"
+
+
+def test_a_lab_inventory_records_to_the_labs_own_ledger(tmp_path: Path) -> None:
+    lab = tmp_path / "lab"
+    lab.mkdir()
+    (lab / "state.json").write_text("{}")
+    (lab / "inventory.yaml").write_text("version: 1\n")
+    mine = tmp_path / "inventory.yaml"
+    mine.write_text("version: 1\n")
+    env = {"XDG_STATE_HOME": str(tmp_path / "state")}
+
+    assert ledger_path(lab / "inventory.yaml", env) == lab / FILE_NAME
+    assert ledger_path(mine, env) == tmp_path / "state" / "tofu3" / FILE_NAME
+    assert ledger_path(None, env) == tmp_path / "state" / "tofu3" / FILE_NAME
+    overridden = {**env, "TOFU3_STATE_DIR": str(tmp_path / "tests")}
+    assert ledger_path(lab / "inventory.yaml", overridden) == tmp_path / "tests" / FILE_NAME
 
 
 def _writer(path: str, writer: int) -> None:

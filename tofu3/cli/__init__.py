@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from rich.console import Console
 
 from tofu3 import __version__
-from tofu3.cli import fetch_cmd, inventory_cmd, lab_cmd, verify_cmd
+from tofu3.cli import fetch_cmd, history_cmd, inventory_cmd, lab_cmd, report_cmd, verify_cmd
 from tofu3.cli.common import EXIT_INTERRUPTED, EXIT_USAGE, consoles, print_error
 from tofu3.errors import Tofu3Error
 
@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"tofu3 {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (verify_cmd, fetch_cmd, lab_cmd, inventory_cmd):
+    for module in (verify_cmd, fetch_cmd, lab_cmd, inventory_cmd, report_cmd, history_cmd):
         module.register(commands)
     return parser
 

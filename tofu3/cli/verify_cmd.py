@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
+from tofu3.cli import verify_outputs
 from tofu3.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_REJECTED,
@@ -22,8 +24,6 @@ from tofu3.oci.platform import parse_platform_filter
 from tofu3.reference import Reference
 from tofu3.release.url import check_sha256_use, parse_target
 from tofu3.release.walk import verify_target_connected
-from tofu3.report.files import write_report_file
-from tofu3.report.json_report import render_json
 from tofu3.report.terminal import LiveProgress, print_verdict
 from tofu3.verdict import Verdict
 from tofu3.verify import (
@@ -76,6 +76,7 @@ def register(commands: Any) -> None:
         type=Path,
         help="write the JSON report to FILE (atomically, whatever the verdict)",
     )
+    verify_outputs.add_arguments(verify)
     verify.add_argument(
         "--jobs",
         type=int,
@@ -143,17 +144,27 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> int:
     if not references:
         return worst_exit(codes)
     options = Options(platforms=platforms, jobs=args.jobs)
-    verdicts, usage_codes, interrupted = _verify_all(references, inventory, options, err)
+    # Reports, sign-off, attestation and ledger: checked and opened before any vantage is
+    # contacted; applied (tag history) and written once the verdicts are in.
+    outputs = verify_outputs.Outputs(args)
+    try:
+        verdicts, usage_codes, interrupted = _verify_all(references, inventory, options, err)
+        finished = outputs.finish(verdicts, many=len(args.references) > 1)
+    finally:
+        outputs.close()
     codes.extend(usage_codes)
-    many = len(args.references) > 1
-    if verdicts and args.report is not None:
-        write_report_file(args.report, render_json(verdicts, as_list=many).encode())
+    verdicts = finished.verdicts
     human = err if args.json else out
     for verdict in verdicts:
         print_verdict(human, verdict)
+    for note in finished.notes:
+        err.print(escape(note), soft_wrap=True)
     if args.json and verdicts:
-        sys.stdout.write(render_json(verdicts, as_list=many))
+        sys.stdout.write(finished.json_text)
         sys.stdout.flush()
+    for problem in finished.problems:
+        print_error(err, problem)
+        codes.append(EXIT_USAGE)
     if interrupted:
         err.print("[red]interrupted[/]: the report records what was seen until then")
         # Evidence of tampering found before the interrupt still decides the exit status.

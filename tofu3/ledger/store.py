@@ -2,7 +2,10 @@
 
 Where: ``$TOFU3_STATE_DIR/ledger.sqlite3`` when that is set, else
 ``$XDG_STATE_HOME/tofu3/ledger.sqlite3``, else ``~/.local/state/tofu3/ledger.sqlite3``; the
-directory is made 0700 and the file 0600.
+directory is made 0700 and the file 0600. Verifications against a lab (an inventory.yaml
+beside a lab's state.json) go to that lab's own ``ledger.sqlite3``: the lab serves made-up
+content under real names (ghcr.io/homebrew/core/wget:1.24.5), which must never become what
+the real tag is expected to name.
 
 Concurrency: WAL journal, a busy timeout, and every write in its own ``BEGIN IMMEDIATE``
 transaction, so several tofu3 runs at once wait for each other instead of failing, and no
@@ -79,6 +82,16 @@ def default_directory(environ: Mapping[str, str] | None = None) -> Path:
     return base / "tofu3"
 
 
+def ledger_path(inventory: Path | None = None, environ: Mapping[str, str] | None = None) -> Path:
+    """The ledger a verification with ``inventory`` is recorded in (see the module docstring)."""
+    env = os.environ if environ is None else environ
+    if not env.get(STATE_DIR_ENV) and inventory is not None:
+        directory = inventory.expanduser().resolve().parent
+        if inventory.name == "inventory.yaml" and (directory / "state.json").is_file():
+            return directory / FILE_NAME
+    return default_directory(env) / FILE_NAME
+
+
 @dataclass(frozen=True)
 class Entry:
     """One recorded verification."""
@@ -131,9 +144,9 @@ class Ledger:
             raise LedgerError(f"cannot open the ledger {path}: {exc}") from None
 
     @classmethod
-    def open_default(cls) -> Ledger:
-        """The user's ledger."""
-        return cls(default_directory() / FILE_NAME)
+    def open_default(cls, inventory: Path | None = None) -> Ledger:
+        """The ledger for verifications with ``inventory`` (the user's, or a lab's)."""
+        return cls(ledger_path(inventory))
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
