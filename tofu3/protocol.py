@@ -11,10 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from tofu3.digest import Digest, algorithm_of, digest_bytes
-from tofu3.errors import DigestMismatch, HttpError, ProtocolViolation
+from tofu3.errors import DigestMismatch, HttpError, ProtocolViolation, UnsupportedManifest
 from tofu3.limits import DEFAULT_LIMITS, Limits
 from tofu3.oci import media_types as mt
 from tofu3.oci.challenge import bearer_challenge, parse_token_response, token_url
+from tofu3.oci.manifest import SCHEMA1_REFUSAL, is_schema1
 from tofu3.reference import Reference
 from tofu3.remote.curl import BlobDownload, Connection, Curl, Request
 
@@ -108,6 +109,10 @@ class RegistrySession:
                 + (" (not found)" if status == 404 else ""),
                 status=status,
             )
+        if is_schema1(response.body, response.connection.content_type):
+            # Refused for what it is: its registry digest never covers the bytes served, so
+            # the digest checks below would fail, and say the wrong thing.
+            raise UnsupportedManifest(f"vantage {self._curl.vantage!r}: {what}: {SCHEMA1_REFUSAL}")
         algorithm = algorithm_of(expected) if expected else "sha256"
         digest = digest_bytes(response.body, algorithm)
         if expected is not None and digest != expected:

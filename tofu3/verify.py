@@ -23,6 +23,7 @@ from tofu3.errors import (
     MalformedManifest,
     Tofu3Error,
     TransportError,
+    UnsupportedManifest,
 )
 from tofu3.inventory import Inventory, Vantage
 from tofu3.limits import DEFAULT_LIMITS, Limits
@@ -36,7 +37,7 @@ from tofu3.observation import (
 )
 from tofu3.oci.manifest import Descriptor, ImageManifest, Index, Manifest, parse_manifest
 from tofu3.oci.platform import PlatformFilter, entry_labels, select
-from tofu3.protocol import RegistrySession
+from tofu3.protocol import FetchedManifest, RegistrySession
 from tofu3.reference import Reference
 from tofu3.remote.curl import BlobDownload, Curl
 from tofu3.remote.probe import VantageFacts, probe
@@ -93,59 +94,106 @@ def connect_all(
 ) -> tuple[list[Connected], list[VantageRun]]:
     """Connect to and probe every vantage in parallel. Returns the usable vantages and runs
     for the unreachable ones. Raises the first ConfigurationError (after closing every
-    connection): an unknown host key or an unusable vantage stops everything."""
+    connection): an unknown host key, two entries that are one machine, or an unusable
+    vantage stops everything. (1) connect; (2) check the vantages are distinct; (3) probe:
+    nothing runs on any vantage before (2) has passed."""
+    started = {vantage.name: time.monotonic() for vantage in inventory.vantages}
 
-    def one(vantage: Vantage) -> Connected | VantageRun:
-        start = time.monotonic()
+    def failed_run(vantage: Vantage, exc: TransportError, fingerprint: str = "") -> VantageRun:
+        progress.finished(vantage.name, False, exc.diagnostics())
+        return VantageRun(
+            name=vantage.name,
+            host=vantage.address,
+            host_key_fingerprint=fingerprint,
+            failure=_failure(exc),
+            duration=time.monotonic() - started[vantage.name],
+        )
+
+    def connect(vantage: Vantage) -> SshConnection | VantageRun:
         progress.step(vantage.name, "connecting")
         try:
-            connection = SshConnection.connect(vantage, limits)
+            return SshConnection.connect(vantage, limits)
         except TransportError as exc:
-            progress.finished(vantage.name, False, exc.diagnostics())
-            return VantageRun(
-                name=vantage.name,
-                host=vantage.address,
-                failure=_failure(exc),
-                duration=time.monotonic() - start,
-            )
+            return failed_run(vantage, exc)
+
+    def probed(vantage: Vantage, connection: SshConnection) -> Connected | VantageRun:
         try:
             progress.step(vantage.name, "probing curl")
             facts = probe(connection, limits)
         except TransportError as exc:
             connection.close()
-            progress.finished(vantage.name, False, exc.diagnostics())
-            return VantageRun(
-                name=vantage.name,
-                host=vantage.address,
-                host_key_fingerprint=connection.host_key_fingerprint,
-                failure=_failure(exc),
-                duration=time.monotonic() - start,
-            )
+            return failed_run(vantage, exc, connection.host_key_fingerprint)
         except BaseException:
             connection.close()
             raise
         return Connected(vantage=vantage, connection=connection, facts=facts)
 
-    connected: list[Connected] = []
     failed: list[VantageRun] = []
+    open_connections: list[tuple[Vantage, SshConnection]] = []
     errors: list[ConfigurationError] = []
     with ThreadPoolExecutor(max_workers=len(inventory.vantages)) as pool:
-        futures = [pool.submit(one, v) for v in inventory.vantages]
-        for future in futures:
+        futures = [(v, pool.submit(connect, v)) for v in inventory.vantages]
+        for vantage, future in futures:
             try:
                 result = future.result()
             except ConfigurationError as exc:
                 errors.append(exc)
                 continue
-            if isinstance(result, Connected):
-                connected.append(result)
+            if isinstance(result, SshConnection):
+                open_connections.append((vantage, result))
             else:
                 failed.append(result)
+        if not errors:
+            try:
+                _refuse_shared_vantages(open_connections)
+            except ConfigurationError as exc:
+                errors.append(exc)
+        connected: list[Connected] = []
+        if not errors:
+            probes = [(pool.submit(probed, v, c), c) for v, c in open_connections]
+            for probing, connection in probes:
+                try:
+                    outcome = probing.result()
+                except ConfigurationError as exc:
+                    errors.append(exc)
+                    connection.close()
+                    continue
+                if isinstance(outcome, Connected):
+                    connected.append(outcome)
+                else:
+                    failed.append(outcome)
     if errors:
-        for item in connected:
-            item.connection.close()
+        for _, connection in open_connections:
+            connection.close()
         raise errors[0]
     return connected, failed
+
+
+def _refuse_shared_vantages(connections: Sequence[tuple[Vantage, SshConnection]]) -> None:
+    """Two inventory entries that turn out to be one machine are not independent vantages:
+    refuse them before anything runs. The inventory already refuses the same host:port
+    written twice; this catches what only the connection shows, such as two names (or an
+    alias and an address) for one address and port, or one host key behind two routes."""
+    by_peer: dict[tuple[str, int], str] = {}
+    by_key: dict[str, str] = {}
+    for vantage, connection in connections:
+        name, peer = vantage.name, connection.peer
+        if peer is not None:
+            other = by_peer.setdefault(peer, name)
+            if other != name:
+                raise ConfigurationError(
+                    f"vantages {other!r} and {name!r} both reach {peer[0]}:{peer[1]}: "
+                    "they are not independent (give each vantage its own machine)"
+                )
+        fingerprint = connection.host_key_fingerprint
+        if fingerprint:
+            other = by_key.setdefault(fingerprint, name)
+            if other != name:
+                raise ConfigurationError(
+                    f"vantages {other!r} and {name!r} present the same SSH host key "
+                    f"{fingerprint}: they are one machine (or clones sharing a key), so they "
+                    "are not independent"
+                )
 
 
 def verify(
@@ -277,7 +325,7 @@ class _Walk:
             what=f"manifest {self.reference.manifest_reference}",
             expected=self.reference.digest,
         )
-        parsed = parse_manifest(root.body, root.content_type, self.options.limits)
+        parsed = self._parse(root, f"manifest {self.reference.manifest_reference}")
         kind = ArtifactKind.INDEX if isinstance(parsed, Index) else ArtifactKind.MANIFEST
         self.record(
             Observation(
@@ -300,6 +348,13 @@ class _Walk:
             blobs.extend(self._blobs_of(parsed, "root", None))
         self._download(blobs)
 
+    def _parse(self, fetched: FetchedManifest, what: str) -> Manifest:
+        """Parse manifest bytes; a refusal names this vantage and the manifest."""
+        try:
+            return parse_manifest(fetched.body, fetched.content_type, self.options.limits)
+        except (MalformedManifest, UnsupportedManifest) as exc:
+            raise type(exc)(f"vantage {self.name!r}: {what}: {exc}") from None
+
     def _children(
         self,
         index: Index,
@@ -309,7 +364,10 @@ class _Walk:
         blobs: list[tuple[str, str | None, ArtifactKind, Descriptor]],
     ) -> None:
         if depth > self.options.limits.max_index_depth:
-            raise MalformedManifest("indexes nested deeper than tofu3 follows")
+            raise MalformedManifest(
+                f"vantage {self.name!r}: index {parent_key}: indexes nested more than "
+                f"{self.options.limits.max_index_depth} deep, deeper than tofu3 follows"
+            )
         chosen = select(index, self.options.platforms)
         self.progress.step(self.name, f"{len(chosen)} manifests")
 
@@ -320,15 +378,17 @@ class _Walk:
             key = f"{parent_key}/{label}" if parent_key != "root" else label
             if descriptor.digest in seen:
                 raise MalformedManifest(
-                    f"index entry {label} points back to {descriptor.digest}: a cycle"
+                    f"vantage {self.name!r}: index entry {label} points back to "
+                    f"{descriptor.digest}: a cycle"
                 )
             fetched = self.session.manifest(
                 descriptor.digest, what=f"manifest {label}", expected=descriptor.digest
             )
-            parsed = parse_manifest(fetched.body, fetched.content_type, self.options.limits)
+            parsed = self._parse(fetched, f"manifest {label}")
             if parsed.media_type != descriptor.media_type:
                 raise MalformedManifest(
-                    f"manifest {label} is a {parsed.media_type} but the index says "
+                    f"vantage {self.name!r}: manifest {label} is a {parsed.media_type} but "
+                    "the index says "
                     f"{descriptor.media_type}"
                 )
             self.record(

@@ -301,7 +301,9 @@ class LocalShell(SshConnection):
         stdout_cap: int,
         on_stderr: Callable[[bytes], None] | None = None,
         close_stdin: bool = True,
+        idle_timeout: float | None = None,
     ) -> CommandResult:
+        del idle_timeout  # a local process does not freeze the way a remote vantage can
         process = subprocess.Popen(
             ["sh", "-c", command],
             stdin=subprocess.PIPE,

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from tofu3.cli.common import EXIT_INCONCLUSIVE
+from tofu3.lab.tamper import DESCRIPTIONS, TAMPER_KINDS
 
 
 def register(commands: Any) -> None:
@@ -26,13 +27,21 @@ def register(commands: Any) -> None:
     actions.add_parser("down", help="stop exactly what the lab started")
     actions.add_parser("status", help="show the lab's processes")
     actions.add_parser("inventory", help="print the path of the lab's inventory")
-    tamper = actions.add_parser("tamper", help="make the lab registry lie to one vantage")
-    tamper.add_argument("vantage", help="vantage name (ams, sfo or sgp)")
+    tamper = actions.add_parser(
+        "tamper",
+        help="make the lab registry lie to one vantage, or to all",
+        description="Make the lab registry lie to one vantage, or to every vantage ('all'), "
+        "until told otherwise. Kinds:\n\n"
+        + "\n".join(f"  {mode.value:<17} {text}" for mode, text in DESCRIPTIONS.items())
+        + f"\n  {'none':<17} honest again",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    tamper.add_argument("vantage", help="vantage name (ams, sfo or sgp), or 'all'")
     tamper.add_argument(
         "kind",
-        choices=["blob", "manifest", "tag", "none"],
-        help="blob: altered layer bytes; manifest: altered manifest bytes; "
-        "tag: the tag resolves to another consistent tree; none: honest again",
+        choices=[*TAMPER_KINDS, "none"],
+        metavar="KIND",
+        help=f"one of: {', '.join(TAMPER_KINDS)}, none",
     )
 
     demo = commands.add_parser(
@@ -87,7 +96,8 @@ def run_lab(args: argparse.Namespace, out: Console, err: Console) -> int:
     if action == "tamper":
         kind = None if args.kind == "none" else args.kind
         manager.lab_tamper(args.vantage, kind)
+        who = "every vantage" if args.vantage in ("all", "*") else f"vantage {args.vantage}"
         what = "honest again" if kind is None else f"now served a tampered {kind}"
-        err.print(f"vantage {escape(args.vantage)}: {what}")
+        err.print(f"{escape(who)}: {what}")
         return 0
     raise AssertionError(f"unhandled lab action {action!r}")

@@ -20,6 +20,7 @@ from tofu3.cli.common import (
 )
 from tofu3.errors import ConfigurationError
 from tofu3.inventory import Inventory, find_inventory, load_inventory
+from tofu3.limits import DEFAULT_LIMITS, positive_seconds, whole_seconds
 from tofu3.oci.platform import parse_platform_filter
 from tofu3.reference import Reference
 from tofu3.release.url import check_sha256_use, parse_target
@@ -84,6 +85,21 @@ def register(commands: Any) -> None:
         metavar="N",
         help=f"parallel downloads per vantage (1-{MAX_JOBS}, default 4)",
     )
+    verify.add_argument(
+        "--connect-timeout",
+        type=positive_seconds,
+        metavar="SECONDS",
+        help="give up on a vantage that does not connect, show its SSH banner or let us log "
+        f"in within SECONDS, and on a registry connection that does not open (default "
+        f"{DEFAULT_LIMITS.ssh_connect_timeout:g})",
+    )
+    verify.add_argument(
+        "--stall-timeout",
+        type=whole_seconds,
+        metavar="SECONDS",
+        help="give up on a blob download that makes no progress for SECONDS, or a vantage "
+        f"that goes silent (default {DEFAULT_LIMITS.blob_stall_seconds})",
+    )
 
 
 def _parse_references(
@@ -143,7 +159,11 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> int:
     inventory = load_inventory(find_inventory(args.inventory))
     if not references:
         return worst_exit(codes)
-    options = Options(platforms=platforms, jobs=args.jobs)
+    options = Options(
+        platforms=platforms,
+        jobs=args.jobs,
+        limits=DEFAULT_LIMITS.with_timeouts(connect=args.connect_timeout, stall=args.stall_timeout),
+    )
     # Reports, sign-off, attestation and ledger: checked and opened before any vantage is
     # contacted; applied (tag history) and written once the verdicts are in.
     outputs = verify_outputs.Outputs(args)

@@ -24,11 +24,13 @@ from tofu3.atomic import write_atomic
 from tofu3.errors import Tofu3Error
 from tofu3.inventory import load_inventory_text
 from tofu3.lab.errors import LabError
+from tofu3.lab.impostor import Impostor, poison_hosts, read_impostor, start_impostor, stop_impostor
 from tofu3.lab.netns import (
     SERVICE_ADDRESSES,
     SERVICE_HOSTS,
     NamespaceLink,
     netns_supported,
+    plan_network,
     setup_network,
     teardown_network,
 )
@@ -42,8 +44,10 @@ from tofu3.lab.sshd import (
     process_alive,
     start_vantage,
 )
+from tofu3.lab.tamper import ALL_CLIENTS, TAMPER_FILE, TAMPER_KINDS, read_table
 
 __all__ = [
+    "EVERY_VANTAGE",
     "TAMPER_KINDS",
     "VANTAGE_NAMES",
     "LabError",
@@ -55,7 +59,10 @@ __all__ = [
     "VantageRecord",
     "lab_dir",
     "lab_down",
+    "lab_impostor_down",
+    "lab_impostor_up",
     "lab_inventory",
+    "lab_poison",
     "lab_status",
     "lab_tamper",
     "lab_up",
@@ -63,7 +70,6 @@ __all__ = [
 ]
 
 VANTAGE_NAMES = ("ams", "sfo", "sgp")
-TAMPER_KINDS = ("blob", "manifest", "tag")
 STATE_SCHEMA = "tofu3.lab-state/v1"
 LOOPBACK_SERVICE_ADDRESS = "127.0.0.1"
 SERVICE_PORT = 443  # in a namespace lab the services sit on the real HTTPS port
@@ -318,26 +324,69 @@ def lab_inventory(directory: Path | None = None) -> Path:
     return state.inventory_path
 
 
+EVERY_VANTAGE = "all"
+"""The vantage name that arms a tamper switch for every client of the lab registry."""
+
+
 def lab_tamper(vantage: str, kind: str | None, directory: Path | None = None) -> dict[str, str]:
     """Make the lab registry serve ``vantage`` tampered content of ``kind``, or honest (None).
 
-    ``kind`` is "blob" (a layer's bytes change), "manifest" (a manifest's bytes change) or
-    "tag" (the tag points elsewhere). Returns the whole tamper table: source ip -> kind.
+    ``kind`` is one of TAMPER_KINDS (see :mod:`tofu3.lab.tamper`). ``vantage`` "all" (or "*")
+    arms ``kind`` for every client and replaces the whole table, so everyone is served the
+    same lie; "all" with None makes everyone honest again. A vantage's own switch, set
+    afterwards, wins over the all-clients one. Returns the whole tamper table: source ip (or
+    "*") -> kind.
     """
     if kind is not None and kind not in TAMPER_KINDS:
         raise LabError(f"unknown tamper kind {kind!r} (expected one of: {', '.join(TAMPER_KINDS)})")
     state = _require_up(directory)
-    source_ip = state.vantage(vantage).source_ip
+    everyone = vantage in (EVERY_VANTAGE, ALL_CLIENTS)
+    source_ip = None if everyone else state.vantage(vantage).source_ip
     with _locked(state.directory):
-        path = state.directory / "tamper.json"
+        path = state.directory / TAMPER_FILE
         table = _read_tamper(path)
-        if kind is None:
+        if source_ip is None:
+            table = {} if kind is None else {ALL_CLIENTS: kind}
+        elif kind is None:
             table.pop(source_ip, None)
         else:
             table[source_ip] = kind
         # The registry reads this file on every request: it must never see half of it.
         write_atomic(path, (json.dumps(table, indent=2, sort_keys=True) + "\n").encode(), 0o644)
     return table
+
+
+def lab_impostor_up(directory: Path | None = None) -> Impostor:
+    """Start an impostor registry beside the lab in ``directory`` (see
+    :mod:`tofu3.lab.impostor`); ``lab down`` stops it too."""
+    state = _require_up(directory)
+    with _locked(state.directory):
+        return start_impostor(state.directory, netns=state.mode is LabMode.NETNS)
+
+
+def lab_impostor_down(directory: Path | None = None) -> list[str]:
+    """Stop the impostor registry of the lab in ``directory``, if one runs."""
+    directory = (directory or lab_dir()).expanduser().resolve()
+    if not directory.is_dir():
+        return []
+    with _locked(directory):
+        return stop_impostor(directory)
+
+
+def lab_poison(vantage: str, poisoned: bool, directory: Path | None = None) -> None:
+    """Make ``vantage``'s resolver send the lab's names to the impostor (``poisoned``), or
+    restore its honest /etc/hosts. Network-namespace labs only: in a loopback lab the
+    vantages share the host's resolver, so poison one through its inventory instead
+    (:func:`tofu3.lab.impostor.connect_to_impostor`)."""
+    state = _require_up(directory)
+    if state.mode is not LabMode.NETNS:
+        raise LabError("only a netns lab gives each vantage a resolver of its own to poison")
+    record = state.vantage(vantage)
+    if poisoned and read_impostor(state.directory) is None:
+        raise LabError("start the impostor registry first (lab_impostor_up)")
+    link = plan_network(VANTAGE_NAMES)[VANTAGE_NAMES.index(record.name)]
+    with _locked(state.directory):
+        poison_hosts(link, poisoned)
 
 
 def write_inventory(
@@ -407,7 +456,7 @@ def _start(directory: Path, mode: LabMode) -> LabState:
     if mode is LabMode.NETNS and not netns_supported():
         raise LabError("the netns lab needs root and a working `ip netns`; use --mode loopback")
     # A new lab starts honest, whatever an earlier one was told.
-    (directory / "tamper.json").unlink(missing_ok=True)
+    (directory / TAMPER_FILE).unlink(missing_ok=True)
     client = ensure_client_key(directory)
     with contextlib.ExitStack() as undo:
         try:
@@ -526,6 +575,10 @@ def _stop(state: LabState) -> list[str]:
     """Stop what ``state`` records, vantages first; then forget the lab."""
     stopped: list[str] = []
     problems: list[str] = []
+    try:
+        stopped += stop_impostor(state.directory)
+    except LabError as error:
+        problems.append(str(error))
     for v in state.vantages:
         try:
             if end_process(v.pid, v.start_ticks):
@@ -554,7 +607,7 @@ def _remove_network_quietly() -> None:
 
 
 def _forget_state(directory: Path) -> None:
-    for name in ("state.json", "inventory.yaml", "tamper.json"):
+    for name in ("state.json", "inventory.yaml", TAMPER_FILE):
         (directory / name).unlink(missing_ok=True)
 
 
@@ -600,16 +653,9 @@ def _write_state(state: LabState) -> None:
 
 def _read_tamper(path: Path) -> dict[str, str]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    except (OSError, json.JSONDecodeError) as error:
+        return read_table(path)
+    except (OSError, ValueError) as error:
         raise LabError(f"cannot read {path}: {error}") from error
-    if not isinstance(data, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in data.items()
-    ):
-        raise LabError(f"{path} is not a table of source address -> tamper kind")
-    return data
 
 
 def _lab_connect_to(state: LabState) -> dict[str, tuple[str, int]]:

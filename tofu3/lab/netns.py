@@ -24,7 +24,7 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,14 +141,15 @@ def plan_network(vantages: Sequence[str]) -> tuple[NamespaceLink, ...]:
     return tuple(links)
 
 
-def hosts_file_text(link: NamespaceLink) -> str:
-    """The /etc/hosts a vantage's namespace sees: localhost and the lab's stand-in names."""
+def hosts_file_text(link: NamespaceLink, addresses: Mapping[str, str] = SERVICE_ADDRESSES) -> str:
+    """The /etc/hosts a vantage's namespace sees: localhost and the lab's stand-in names, each
+    at the address of the role that answers for it (``addresses``: role -> address)."""
     lines = [
         f"# Written by `tofu3 lab up` for network namespace {link.netns}.",
         "127.0.0.1\tlocalhost",
         "::1\tlocalhost",
     ]
-    for role, address in SERVICE_ADDRESSES.items():
+    for role, address in addresses.items():
         names = [host for host, host_role in SERVICE_HOSTS.items() if host_role == role]
         lines.append(f"{address}\t{' '.join(names)}")
     return "\n".join(lines) + "\n"
@@ -189,6 +190,39 @@ def setup_network(vantages: Sequence[str]) -> tuple[NamespaceLink, ...]:
     return links
 
 
+def write_hosts_file(link: NamespaceLink, addresses: Mapping[str, str] = SERVICE_ADDRESSES) -> None:
+    """(Re)write the namespace's /etc/hosts with ``addresses`` (role -> address).
+
+    In place, not by rename: every process started with ``ip netns exec`` (the vantage's
+    sshd, and so every session it starts) has this file's inode bind-mounted over its
+    /etc/hosts, and would never see a new inode. The text is small and goes in one write.
+    """
+    data = hosts_file_text(link, addresses).encode()
+    fd = os.open(link.hosts_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
+    os.chmod(link.hosts_file, 0o644)
+
+
+def add_service_addresses(addresses: Sequence[str]) -> None:
+    """Put more addresses on the service interface (another registry's listeners)."""
+    for address in addresses:
+        _ip("addr", "replace", f"{address}/32", "dev", SERVICE_INTERFACE)
+
+
+def remove_service_addresses(addresses: Sequence[str]) -> list[str]:
+    """Take addresses off the service interface again; those already gone are fine."""
+    removed = []
+    for address in addresses:
+        if _ip_ok("addr", "del", f"{address}/32", "dev", SERVICE_INTERFACE):
+            removed.append(f"address {address}")
+    return removed
+
+
 def _add_service_interface() -> None:
     # A dummy interface is the natural home for local-only addresses, but some kernels
     # (minimal VM kernels, as on CI machines) are built without it; an empty bridge holds
@@ -201,8 +235,7 @@ def _add_service_interface() -> None:
 def _add_namespace(link: NamespaceLink) -> None:
     # The hosts file must exist before anything is started with `ip netns exec`.
     link.hosts_file.parent.mkdir(parents=True, exist_ok=True)
-    link.hosts_file.write_text(hosts_file_text(link), encoding="utf-8")
-    link.hosts_file.chmod(0o644)
+    write_hosts_file(link)
     _ip("netns", "add", link.netns)
     _ip(
         "link", "add", link.host_interface, "type", "veth",

@@ -35,6 +35,7 @@ from typing import Any, NamedTuple
 from tofu3.atomic import write_atomic
 from tofu3.lab.content import build_alt_store, build_store
 from tofu3.lab.errors import LabError
+from tofu3.lab.lies import build_deep_store
 from tofu3.lab.pki import ensure_pki
 from tofu3.lab.registry_http import LOG_FILE, LabHandler, LabState, RequestLog, Role
 from tofu3.lab.sshd import STOP_TIMEOUT, end_process, process_start_ticks
@@ -91,16 +92,25 @@ class LabServer(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
-def serve(directory: Path, addresses: Mapping[Role, Address]) -> int:
+CONTENTS = ("honest", "alt")
+"""What a registry process serves as the truth: the lab's content, or (an impostor) the
+alternative tree, consistent in itself."""
+
+
+def serve(directory: Path, addresses: Mapping[Role, Address], content: str = "honest") -> int:
     """Run the three listeners until SIGTERM or SIGINT; returns the exit status."""
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.minimum_version = ssl.TLSVersion.TLSv1_2
     tls.load_cert_chain(directory / "server.pem", directory / "server-key.pem")
     tls.set_alpn_protocols(["http/1.1"])  # no HTTP/2 here; say so rather than let curl guess
+    honest, alternative = build_store(), build_alt_store()
+    if content == "alt":
+        honest, alternative = alternative, honest
     state = LabState(
         directory=directory,
-        honest=build_store(),
-        alternative=build_alt_store(),
+        honest=honest,
+        alternative=alternative,
+        deep=build_deep_store(honest),
         tokens=TokenBook(),
         signer=CdnSigner(),
         log=RequestLog(directory / LOG_FILE),
@@ -166,9 +176,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.add_argument(
             f"--{role.value}", type=parse_address, default=("127.0.0.1", 0), metavar="ADDR:PORT"
         )
+    parser.add_argument(
+        "--content", choices=CONTENTS, default="honest", help="what to serve as the truth"
+    )
     args = parser.parse_args(argv)
     addresses = {role: getattr(args, role.value) for role in Role}
-    return serve(args.dir.resolve(), addresses)
+    return serve(args.dir.resolve(), addresses, args.content)
 
 
 @dataclass(frozen=True)
@@ -225,12 +238,17 @@ def start_registry(
     auth: Address = ("127.0.0.1", 0),
     cdn: Address = ("127.0.0.1", 0),
     timeout: float = START_TIMEOUT,
+    *,
+    content: str = "honest",
 ) -> RegistryProcess:
     """Start the lab registry as its own process and wait until every listener accepts.
 
-    Makes the lab PKI in ``directory`` if it is not there. Raises LabError (having stopped
+    Makes the lab PKI in ``directory`` if it is not there. ``content`` "alt" makes an
+    impostor: it serves the alternative tree as its truth. Raises LabError (having stopped
     the process) if it does not come up within ``timeout`` seconds.
     """
+    if content not in CONTENTS:
+        raise LabError(f"unknown registry content {content!r}")
     directory = directory.resolve()
     ensure_pki(directory)
     ports_path = directory / PORTS_FILE
@@ -238,6 +256,7 @@ def start_registry(
     command = [sys.executable, "-m", "tofu3.lab.registry", "--dir", str(directory)]
     for role, (host, port) in (("registry", registry), ("auth", auth), ("cdn", cdn)):
         command += [f"--{role}", f"{host}:{port}"]
+    command += ["--content", content]
     with (directory / STDERR_FILE).open("ab") as stderr:
         process = subprocess.Popen(
             command,

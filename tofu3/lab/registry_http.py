@@ -8,30 +8,52 @@ One handler serves three listener roles:
 - ``cdn``: both CDNs' signed blob URLs, refusing any request that carries an Authorization
   header, as S3 and Azure do.
 
-Per request it reads ``tamper.json`` ({"CLIENT_IP": "blob"|"manifest"|"tag"}) and serves
-that client accordingly. Every response carries Content-Length.
+Per request it reads ``tamper.json`` (:mod:`tofu3.lab.tamper`) and serves that client the lie
+armed for it (:mod:`tofu3.lab.lies`). Every honest response carries Content-Length.
 """
 
 from __future__ import annotations
 
 import datetime
-import enum
 import json
 import re
-import threading
-from dataclasses import dataclass
+import select
+import time
 from http.server import BaseHTTPRequestHandler
-from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from tofu3.digest import Digest, is_digest
+from tofu3.lab import lies
 from tofu3.lab.content import tampered_blob, tampered_manifest
-from tofu3.lab.store import Store, StoredManifest
-from tofu3.lab.tokens import TOKEN_LIFETIME, CdnSigner, TokenBook, TokenCheck
+from tofu3.lab.registry_state import (
+    DOCKER_HUB,
+    GHCR,
+    LOG_FILE,
+    ClientView,
+    Flavour,
+    LabState,
+    RequestLog,
+    Role,
+    flavour_for,
+)
+from tofu3.lab.tamper import TAMPER_FILE, TamperMode
+from tofu3.lab.tokens import TOKEN_LIFETIME, TokenCheck
 
-TAMPER_FILE = "tamper.json"
-LOG_FILE = "registry.log"
+__all__ = [
+    "DOCKER_HUB",
+    "GHCR",
+    "LOG_FILE",
+    "TAMPER_FILE",
+    "ClientView",
+    "Flavour",
+    "LabHandler",
+    "LabState",
+    "RequestLog",
+    "Role",
+    "TamperMode",
+    "flavour_for",
+]
 
 # distribution/reference's repository name grammar, and a tag or digest after it.
 _NAME = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
@@ -50,130 +72,15 @@ _CDN_DENIED = (
     b"<Message>Server failed to authenticate the request.</Message></Error>"
 )
 
+STALL_SECONDS = 600.0
+"""How long a "stall" response holds its connection open without sending, at most."""
 
-class Role(str, enum.Enum):
-    """What a listener stands in for."""
+ENDLESS_SECONDS = 120.0
+ENDLESS_BYTES = 256 * 1024 * 1024
+"""Bounds on an "endless-manifest" response, so a client without a cap cannot keep the lab
+busy for ever."""
 
-    REGISTRY = "registry"
-    AUTH = "auth"
-    CDN = "cdn"
-
-
-class TamperMode(str, enum.Enum):
-    """How the lab lies to one client (see tofu3.lab.content)."""
-
-    BLOB = "blob"
-    MANIFEST = "manifest"
-    TAG = "tag"
-
-
-@dataclass(frozen=True)
-class Flavour:
-    """How one public registry names itself in challenges and where it keeps blobs."""
-
-    service: str
-    realm: str
-    # The scope ghcr.io puts in its challenge to a bare /v2/ (literally "user/image").
-    base_scope: str | None
-
-    def blob_location(self, signer: CdnSigner, digest: Digest) -> str:
-        """The signed CDN URL this registry redirects a blob request to."""
-        return signer.ghcr_url(digest) if self is GHCR else signer.docker_url(digest)
-
-
-GHCR = Flavour("ghcr.io", "https://ghcr.io/token", "repository:user/image:pull")
-DOCKER_HUB = Flavour("registry.docker.io", "https://auth.docker.io/token", None)
-
-
-def flavour_for(host: str | None) -> Flavour:
-    """The registry a Host header names (with or without a port)."""
-    name = (host or "").strip().lower().partition(":")[0]
-    return DOCKER_HUB if name == "registry-1.docker.io" else GHCR
-
-
-class ClientView:
-    """The content one client sees: the honest store, or for a "tag" tamper the
-    alternative tree first (its tags win; honest digests stay servable by digest)."""
-
-    def __init__(self, stores: tuple[Store, ...]) -> None:
-        self._stores = stores
-
-    def resolve(self, repository: str, reference: str) -> tuple[Digest, StoredManifest] | None:
-        """The manifest a tag or digest names in ``repository``."""
-        for store in self._stores:
-            digest = store.resolve(repository, reference)
-            if digest is not None:
-                return digest, store.manifests[digest]
-        return None
-
-    def has_blob(self, repository: str, digest: Digest) -> bool:
-        """Whether ``repository`` holds blob ``digest``."""
-        return any(store.blob(repository, digest) is not None for store in self._stores)
-
-    def blob(self, digest: Digest) -> tuple[bytes, bool] | None:
-        """Blob bytes by digest alone (a CDN knows no repositories), and whether a layer."""
-        for store in self._stores:
-            data = store.blobs.get(digest)
-            if data is not None:
-                return data, digest in store.layers
-        return None
-
-
-class RequestLog:
-    """DIR/registry.log: one line per response. Never a header value, token or query."""
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._lock = threading.Lock()
-
-    def write(self, *fields: str) -> None:
-        """Append one line of ``fields``, each made printable and space-free."""
-        stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        line = " ".join([stamp, *(_printable(field) for field in fields)]) + "\n"
-        with self._lock, self._path.open("a", encoding="utf-8") as log:
-            log.write(line)
-
-
-def _printable(text: str) -> str:
-    cleaned = "".join(ch if ch.isprintable() and not ch.isspace() else "?" for ch in text)
-    return cleaned[:200] or "-"
-
-
-@dataclass(frozen=True)
-class LabState:
-    """What every listener shares: content, tokens, the CDN key, the directory and log."""
-
-    directory: Path
-    honest: Store
-    alternative: Store
-    tokens: TokenBook
-    signer: CdnSigner
-    log: RequestLog
-
-    def tamper_for(self, client_ip: str) -> TamperMode | None:
-        """The tamper mode armed for ``client_ip`` in tamper.json (read afresh each time)."""
-        try:
-            armed = json.loads((self.directory / TAMPER_FILE).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError):
-            self.log.write("tamper.json", "unreadable:", "serving", "honestly")
-            return None
-        mode = armed.get(client_ip) if isinstance(armed, dict) else None
-        try:
-            return TamperMode(mode) if mode is not None else None
-        except ValueError:
-            return None
-
-    def view_for(self, mode: TamperMode | None) -> ClientView:
-        """What a client with tamper ``mode`` is shown."""
-        if mode is TamperMode.TAG:
-            return ClientView((self.alternative, self.honest))
-        return ClientView((self.honest,))
-
-    def pullable(self) -> frozenset[str]:
-        """Repositories anyone may pull."""
-        return frozenset(repository for repository, _ in self.honest.tags)
+_FILLER = b" " * 65536
 
 
 class LabServerLike(Protocol):
@@ -258,7 +165,10 @@ class LabHandler(BaseHTTPRequestHandler):
             "expires_in": TOKEN_LIFETIME,
             "issued_at": issued.isoformat().replace("+00:00", "Z"),
         }
-        self._send(200, _json(body), "application/json", [("Cache-Control", "no-store")])
+        data = _json(body)
+        if self._tamper is TamperMode.BIG_TOKEN:
+            data = lies.big_token_response(token)
+        self._send(200, data, "application/json", [("Cache-Control", "no-store")])
 
     def _authorized(self, flavour: Flavour, name: str) -> bool:
         """Whether the request may pull ``name``; if not, the 401 challenge is sent."""
@@ -289,16 +199,32 @@ class LabHandler(BaseHTTPRequestHandler):
             return
         if not self._authorized(flavour, name):
             return
-        found = self.lab.state.view_for(self._tamper).resolve(name, reference)
+        state = self.lab.state
+        found = state.view_for(self._tamper).resolve(name, reference)
         # Without the manifest's type in Accept, ghcr.io answers 404 rather than converting.
         if found is None or found[1].media_type not in _accepted(self.headers.get_all("Accept")):
             self._registry_error(404, "MANIFEST_UNKNOWN", "manifest unknown")
             return
-        digest, (media_type, body) = found
+        digest, stored = found
         if self._tamper is TamperMode.MANIFEST and is_digest(reference):
             # The lie: other bytes under the honest Docker-Content-Digest header.
-            body = tampered_manifest(body)
-        self._send(200, body, media_type, [("Docker-Content-Digest", digest)])
+            stored = stored._replace(body=tampered_manifest(stored.body))
+        tag = None if is_digest(reference) else reference
+        answer = lies.manifest_answer(
+            self._tamper,
+            stored,
+            digest=digest,
+            reference=reference,
+            repository=name,
+            tag_target=state.tag_target(name, tag or _only_tag(state, name)),
+        )
+        headers = []
+        if answer.docker_content_digest is not None:
+            headers.append(("Docker-Content-Digest", answer.docker_content_digest))
+        if answer.endless:
+            self._send_endless(answer.body, answer.content_type, headers)
+        else:
+            self._send(200, answer.body, answer.content_type, headers)
 
     def _blob(self, flavour: Flavour, name: str, reference: str) -> None:
         if not is_digest(reference):
@@ -311,6 +237,14 @@ class LabHandler(BaseHTTPRequestHandler):
             self._registry_error(404, "BLOB_UNKNOWN", "blob unknown to registry")
             return
         location = flavour.blob_location(self.lab.state.signer, digest)
+        if self._tamper is TamperMode.REDIRECT_HTTP:
+            location = "http://" + location.removeprefix("https://")
+        elif self._tamper is TamperMode.REDIRECT_FTP:
+            location = "ftp://" + location.removeprefix("https://")
+        elif self._tamper is TamperMode.REDIRECT_LOOP:
+            # Back to this very URL: a client that follows redirects without a limit never
+            # gets out.
+            location = f"https://{self.headers.get('Host', flavour.service)}{self.path}"
         self._send(307, b"", None, [("Location", location), ("Docker-Content-Digest", digest)])
 
     def _cdn(self, path: str, query: str) -> None:
@@ -329,9 +263,52 @@ class LabHandler(BaseHTTPRequestHandler):
             self._send(404, b"<Error><Code>BlobNotFound</Code></Error>", "application/xml")
             return
         data, is_layer = found
-        if self._tamper is TamperMode.BLOB and is_layer:
-            data = tampered_blob(data)
-        self._send(200, data, "application/octet-stream", [("ETag", f'"{digest}"')])
+        headers = [("ETag", f'"{digest}"')]
+        if is_layer and self._tamper is TamperMode.STALL:
+            self._send_stalled(data, "application/octet-stream", headers)
+            return
+        if is_layer and self._tamper in _LAYER_LIES:
+            data = _LAYER_LIES[self._tamper](data)
+        self._send(200, data, "application/octet-stream", headers)
+
+    def _send_stalled(self, data: bytes, content_type: str, headers: list[tuple[str, str]]) -> None:
+        """Announce all of ``data``, send half, then nothing: the connection stays open until
+        the client gives up (or STALL_SECONDS pass)."""
+        self._send_head(200, content_type, headers, len(data))
+        if self.command == "HEAD":
+            return
+        self.wfile.write(data[: len(data) // 2])
+        self.wfile.flush()
+        self.close_connection = True
+        deadline = time.monotonic() + STALL_SECONDS
+        while time.monotonic() < deadline:
+            readable, _, _ = select.select([self.connection], [], [], 1.0)
+            if not readable:
+                continue
+            try:
+                if not self.connection.recv(1):
+                    return  # the client hung up
+            except OSError:
+                return
+
+    def _send_endless(
+        self, start: bytes, content_type: str, headers: list[tuple[str, str]]
+    ) -> None:
+        """``start``, then whitespace until the client hangs up: no Content-Length, so only
+        the client's own cap ends it (bounded here by ENDLESS_SECONDS and ENDLESS_BYTES)."""
+        self._send_head(200, content_type, [*headers, ("Connection", "close")], None)
+        self.close_connection = True
+        if self.command == "HEAD":
+            return
+        sent = 0
+        deadline = time.monotonic() + ENDLESS_SECONDS
+        try:
+            self.wfile.write(start)
+            while sent < ENDLESS_BYTES and time.monotonic() < deadline:
+                self.wfile.write(_FILLER)
+                sent += len(_FILLER)
+        except OSError:
+            return  # the client hung up: what it should do
 
     def _registry_error(
         self, status: int, code: str, message: str, headers: list[tuple[str, str]] | None = None
@@ -346,16 +323,28 @@ class LabHandler(BaseHTTPRequestHandler):
         content_type: str | None,
         headers: list[tuple[str, str]] | None = None,
     ) -> None:
-        """The one way a response leaves: status, headers, Content-Length, body unless HEAD."""
+        """The one way an honest response leaves: status, headers, Content-Length, body
+        unless HEAD."""
+        self._send_head(status, content_type, headers or [], len(body))
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _send_head(
+        self,
+        status: int,
+        content_type: str | None,
+        headers: list[tuple[str, str]],
+        length: int | None,
+    ) -> None:
+        """Status line and headers; no Content-Length when ``length`` is None."""
         self.send_response(status)
-        for name, value in headers or []:
+        for name, value in headers:
             self.send_header(name, value)
         if content_type is not None:
             self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
+        if length is not None:
+            self.send_header("Content-Length", str(length))
         self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         """One line per response: never headers, tokens, or query strings (signed URLs)."""
@@ -389,3 +378,16 @@ def _accepted(values: list[str] | None) -> frozenset[str]:
 
 def _json(document: dict[str, Any]) -> bytes:
     return json.dumps(document).encode()
+
+
+_LAYER_LIES = {
+    TamperMode.BLOB: tampered_blob,
+    TamperMode.LONG: lies.longer_blob,
+    TamperMode.SHORT: lies.shorter_blob,
+}
+
+
+def _only_tag(state: LabState, repository: str) -> str | None:
+    """The tag of ``repository`` when it has exactly one (every lab repository does)."""
+    tags = [tag for repo, tag in state.honest.tags if repo == repository]
+    return tags[0] if len(tags) == 1 else None

@@ -138,11 +138,33 @@ def parse_manifest(
     raise UnsupportedManifest(f"unsupported manifest media type {media_type!r}")
 
 
+SCHEMA1_REFUSAL = (
+    "Docker schema 1 manifest refused: it is deprecated and its digest does not cover the "
+    "bytes served (signatures are stripped before hashing), so tofu3 cannot check it"
+)
+
+
 def _schema1() -> UnsupportedManifest:
-    return UnsupportedManifest(
-        "Docker schema 1 manifest refused: it is deprecated and its digest does not cover the "
-        "bytes served (signatures are stripped before hashing), so tofu3 cannot check it"
-    )
+    return UnsupportedManifest(SCHEMA1_REFUSAL)
+
+
+def is_schema1(data: bytes, content_type: str | None) -> bool:
+    """Whether ``data`` is a Docker schema 1 manifest, by its Content-Type or its content.
+
+    A registry's digest for schema 1 covers the payload without its signatures, not the bytes
+    served, so every digest check on it fails for the wrong reason: callers refuse it for what
+    it is before checking digests.
+    """
+    if mt.base_type(content_type) in mt.SCHEMA1_TYPES:
+        return True
+    try:
+        document = json.loads(data)
+    except (ValueError, RecursionError):
+        return False
+    if not isinstance(document, dict):
+        return False
+    version = document.get("schemaVersion")
+    return (type(version) is int and version == 1) or document.get("mediaType") in mt.SCHEMA1_TYPES
 
 
 def _media_type(body_type: str | None, header_type: str | None, document: Mapping[str, Any]) -> str:

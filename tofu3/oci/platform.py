@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from tofu3.errors import ConfigurationError, PlatformNotFound
 from tofu3.oci.manifest import Descriptor, Index
+from tofu3.oci.media_types import INDEX_TYPES
 
 _PART_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 _BOTTLE_TAG_RE = re.compile(r"[a-z0-9][a-z0-9_]{0,63}")
@@ -90,19 +91,23 @@ def entry_labels(index: Index, chosen: Sequence[Descriptor]) -> list[str]:
 def select(index: Index, filters: Sequence[PlatformFilter]) -> list[Descriptor]:
     """The index entries to verify: all of them without filters (attestations included, they
     are part of what was published); with filters, the matching platforms, never an
-    attestation. A filter that matches nothing is an error listing what the index has."""
+    attestation, and every nested index (it has no platform of its own: the filters apply
+    inside it). A filter that matches nothing, where there is no nested index to look in, is
+    an error listing what the index has."""
     if not filters:
         return list(index.manifests)
+    nested = [d for d in index.manifests if d.media_type in INDEX_TYPES]
     chosen: list[Descriptor] = []
     for platform_filter in filters:
         matched = [
             d for d in index.manifests if not d.is_attestation and platform_filter.matches(d)
         ]
-        if not matched:
+        if not matched and not nested:
             available = ", ".join(describe(d) for d in index.manifests if not d.is_attestation)
             raise PlatformNotFound(
                 f"--platform {platform_filter.text!r} matches nothing in the index "
                 f"(available: {available or 'none'})"
             )
         chosen.extend(d for d in matched if d not in chosen)
+    chosen.extend(d for d in nested if d not in chosen)
     return chosen

@@ -102,23 +102,35 @@ def _quote(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def render_config(request: Request, *, limits: Limits, max_time: float | None, blob: bool) -> str:
-    """The curl config for ``request``; this text is written to curl's stdin only."""
+def render_config(
+    request: Request,
+    *,
+    limits: Limits,
+    max_time: float | None,
+    blob: bool,
+    max_bytes: int | None = None,
+) -> str:
+    """The curl config for ``request``; this text is written to curl's stdin only.
+
+    ``max_bytes`` caps a small response (default: the manifest cap): curl stops at once when
+    the server announces more. The coordinator enforces the same cap on what it reads, for
+    servers that announce nothing.
+    """
     lines = [
         "show-error",
         'proto = "=https"',
         'proto-redir = "=https"',
-        f"connect-timeout = {limits.curl_connect_timeout}",
+        f"connect-timeout = {_seconds(limits.curl_connect_timeout)}",
         _WRITE_OUT_LINE,
     ]
     if not blob:
         lines.append("silent")
-        lines.append(f"max-filesize = {limits.manifest_bytes}")
+        lines.append(f"max-filesize = {max_bytes or limits.manifest_bytes}")
     else:
         # The progress meter (on stderr) is how the coordinator sees bytes move.
         lines.append(f"speed-limit = 1\nspeed-time = {limits.blob_stall_seconds}")
     if max_time is not None:
-        lines.append(f"max-time = {int(max_time)}")
+        lines.append(f"max-time = {_seconds(max_time)}")
     if request.follow_redirects:
         # Plain --location: curl (>= 7.83) drops Authorization when the host, port or scheme
         # changes. Never --location-trusted.
@@ -128,6 +140,11 @@ def render_config(request: Request, *, limits: Limits, max_time: float | None, b
     for name, value in request.headers:
         lines.append(f"header = {_quote(f'{name}: {value}')}")
     return "\n".join(lines) + "\n"
+
+
+def _seconds(value: float) -> str:
+    """A number of seconds as curl's config reads it: ``15``, or ``2.5``."""
+    return f"{value:g}" if value != int(value) else str(int(value))
 
 
 END_OF_CONFIG = "# TOFU3-END-OF-CONFIG"
@@ -282,7 +299,11 @@ class Curl:
     def fetch(self, request: Request, *, cap: int, what: str) -> Response:
         """GET ``request`` and bring back at most ``cap`` bytes of body, exactly as received."""
         config = render_config(
-            request, limits=self._limits, max_time=self._limits.request_timeout, blob=False
+            request,
+            limits=self._limits,
+            max_time=self._limits.request_timeout,
+            blob=False,
+            max_bytes=cap,
         )
         result = self._ssh.run(
             fetch_command(self._extra),
@@ -327,6 +348,9 @@ class Curl:
             timeout=self._limits.blob_timeout,
             stdout_cap=64 * 1024,
             on_stderr=progress,
+            # curl's progress meter writes to stderr every second, even while a transfer
+            # stalls: silence means the vantage itself froze or the link to it died.
+            idle_timeout=self._limits.vantage_silence_seconds,
         )
         connection, exit_code, message = parse_facts(result.stderr)
         shell_exit = _shell_exit(result.stdout)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import ipaddress
 import select
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +32,8 @@ from tofu3.inventory import Vantage
 from tofu3.limits import DEFAULT_LIMITS, Limits
 
 _READ_CHUNK = 65536
+# Seconds to let paramiko notice that a connection died, when a command ended without status.
+_LOST_CONNECTION_GRACE = 1.0
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,7 @@ class SshConnection:
         self.host_key_fingerprint = (
             fingerprint(key.get_name(), key.asbytes()) if key is not None else ""
         )
+        self.peer = _peer(transport.sock if transport is not None else None)
 
     @classmethod
     def connect(cls, vantage: Vantage, limits: Limits = DEFAULT_LIMITS) -> SshConnection:
@@ -131,6 +136,7 @@ class SshConnection:
                 vantage=vantage.name,
             ) from None
         except paramiko.SSHException as exc:
+            cause = _handshake_failure(client, exc, limits)
             client.close()
             if policy.offered is not None:
                 key = policy.offered
@@ -148,7 +154,7 @@ class SshConnection:
                     f"vantage {vantage.name!r}: identity file {identity} needs a passphrase; "
                     "load it into ssh-agent"
                 ) from None
-            raise _unreachable(vantage, exc) from None
+            raise _unreachable(vantage, cause) from None
         except (OSError, EOFError) as exc:
             client.close()
             raise _unreachable(vantage, exc) from None
@@ -163,14 +169,17 @@ class SshConnection:
         stdout_cap: int,
         on_stderr: Callable[[bytes], None] | None = None,
         close_stdin: bool = True,
+        idle_timeout: float | None = None,
     ) -> CommandResult:
         """Run ``command`` (a POSIX sh command line with nothing secret in it) with ``stdin``.
 
         stdout and stderr are drained together so neither can block the other; stdout is
         capped (reading stops and the channel closes past ``stdout_cap``), stderr is capped
-        too. Raises RemoteTimeout past ``timeout`` seconds, TransportError if the connection
-        fails. With ``close_stdin`` false, stdin stays open until the command ends and the
-        channel closes: the remote side uses that to notice when the coordinator is gone.
+        too. Raises RemoteTimeout past ``timeout`` seconds, when the vantage does not start
+        the command within the SSH connect timeout, or (with ``idle_timeout``) when nothing
+        at all comes back for that long; TransportError if the connection fails or is lost.
+        With ``close_stdin`` false, stdin stays open until the command ends and the channel
+        closes: the remote side uses that to notice when the coordinator is gone.
         """
         deadline = time.monotonic() + timeout
         try:
@@ -182,19 +191,51 @@ class SshConnection:
             raise VantageUnreachable(
                 f"vantage {self.vantage.name!r}: cannot open a session: {exc}"
             ) from None
+        # paramiko waits for the answer to an exec request without a timeout: a vantage that
+        # froze after opening the session would hold this thread for ever. Closing the
+        # channel from a timer ends that wait.
+        stalled = threading.Event()
+
+        def give_up() -> None:
+            stalled.set()
+            channel.close()
+
+        guard = threading.Timer(self._limits.ssh_connect_timeout, give_up)
+        guard.daemon = True
         try:
-            channel.exec_command(command)
-            if stdin:
-                channel.sendall(stdin)
+            guard.start()
+            try:
+                channel.exec_command(command)
+                if stdin:
+                    channel.sendall(stdin)
+            finally:
+                guard.cancel()
             if close_stdin:
                 channel.shutdown_write()
-            return self._drain(channel, deadline, timeout, stdout_cap, on_stderr)
+            result = self._drain(
+                channel, deadline, timeout, stdout_cap, on_stderr, idle_timeout=idle_timeout
+            )
         except (paramiko.SSHException, OSError, EOFError) as exc:
+            if stalled.is_set():
+                raise RemoteTimeout(
+                    f"vantage {self.vantage.name!r}: did not start a command within "
+                    f"{self._limits.ssh_connect_timeout:.0f} s"
+                ) from None
             raise TransportError(
                 f"vantage {self.vantage.name!r}: connection failed during a command: {exc}"
             ) from None
         finally:
             channel.close()
+        if result.exit_status == -1 and not result.stdout_truncated:
+            # No exit status: the command did not end normally. If the connection went away
+            # (the vantage was killed, rebooted or cut off), say so rather than "no output";
+            # paramiko closes the channels a moment before it marks the transport inactive.
+            transport.join(_LOST_CONNECTION_GRACE)
+            if not transport.is_active():
+                raise TransportError(
+                    f"vantage {self.vantage.name!r}: the SSH connection was lost during a command"
+                )
+        return result
 
     def _drain(
         self,
@@ -203,15 +244,24 @@ class SshConnection:
         timeout: float,
         stdout_cap: int,
         on_stderr: Callable[[bytes], None] | None,
+        *,
+        idle_timeout: float | None,
     ) -> CommandResult:
         stdout = bytearray()
         stderr = bytearray()
         stderr_cap = self._limits.stderr_bytes
+        last_heard = time.monotonic()
         while True:
-            remaining = deadline - time.monotonic()
+            now = time.monotonic()
+            remaining = deadline - now
             if remaining <= 0:
                 raise RemoteTimeout(
                     f"vantage {self.vantage.name!r}: command did not finish within {timeout:.0f} s"
+                )
+            if idle_timeout is not None and now - last_heard > idle_timeout:
+                raise RemoteTimeout(
+                    f"vantage {self.vantage.name!r}: nothing came back for {idle_timeout:.0f} s "
+                    "(the vantage froze, or the connection to it is gone)"
                 )
             readable, _, _ = select.select([channel], [], [], min(remaining, 1.0))
             progressed = False
@@ -232,6 +282,8 @@ class SshConnection:
                     stderr += chunk[: stderr_cap - len(stderr)]
                 if on_stderr is not None:
                     on_stderr(chunk)
+            if progressed:
+                last_heard = time.monotonic()
             if (
                 not progressed
                 and channel.exit_status_ready()
@@ -248,9 +300,42 @@ class SshConnection:
         self._client.close()
 
 
+def _handshake_failure(
+    client: paramiko.SSHClient, exc: paramiko.SSHException, limits: Limits
+) -> BaseException:
+    """What really ended a failed connect. When the banner or the key exchange does not
+    finish in time, paramiko goes on to authenticate and fails with "No existing session";
+    the transport keeps the real reason, if it has one."""
+    if str(exc) != "No existing session":
+        return exc
+    transport = client.get_transport()
+    cause = transport.get_exception() if transport is not None else None
+    if cause is not None:
+        return cause
+    return TimeoutError(f"no SSH handshake within {limits.ssh_connect_timeout:g} s")
+
+
+def _peer(sock: object) -> tuple[str, int] | None:
+    """The address and port a direct connection reached, as the kernel saw it (so two names
+    for one host compare equal); None when the connection goes through a proxy or jump."""
+    if not isinstance(sock, socket.socket):
+        return None
+    try:
+        host, port = sock.getpeername()[:2]
+        address = ipaddress.ip_address(str(host).partition("%")[0])
+    except (OSError, ValueError):
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return str(address), int(port)
+
+
 def _unreachable(vantage: Vantage, exc: BaseException) -> VantageUnreachable:
     if isinstance(exc, socket.timeout | TimeoutError):
-        reason = "timed out"
+        detail = str(exc)
+        reason = f"timed out: {detail}" if detail and detail != "timed out" else "timed out"
+    elif isinstance(exc, paramiko.AuthenticationException) and "timeout" in str(exc).lower():
+        reason = "timed out during authentication"
     elif isinstance(exc, paramiko.AuthenticationException):
         reason = f"authentication failed as {vantage.user or 'the current user'}"
     elif isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
