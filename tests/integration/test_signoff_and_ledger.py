@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import WGET, CliResult, Lab
+from tests.integration.conftest import ALPINE, WGET, CliResult, Lab
 from tests.unit.ssh_keys import public_line, write_key_pair
 from tofu3.lab.manager import LabMode, lab_down, lab_up
 from tofu3.report.schema import validate
@@ -366,3 +366,29 @@ def test_lab_verifications_never_reach_the_users_ledger(lab: Lab, tmp_path: Path
     assert (lab.directory / "ledger.sqlite3").is_file()
     assert [e["verdict"] for e in in_lab][-1] == "accepted"
     assert in_home == []
+
+
+def test_several_references_make_one_signed_array_and_one_ledger_entry_each(
+    lab: Lab, state: dict[str, str], tmp_path: Path
+) -> None:
+    key = write_key_pair(tmp_path, "ed25519")
+    report, attestation = tmp_path / "report.json", tmp_path / "a.intoto.jsonl"
+    result = lab.run(
+        *("verify", WGET, ALPINE, "-i", str(lab.inventory), "--platform", "linux/amd64"),
+        *("--report", str(report), "--attestation", str(attestation)),
+        *("--sign-key", str(key), "--signer", SIGNER),
+        env=state,
+    )
+    allowed = _allowed_signers(tmp_path, key)
+
+    assert result.code == 0, result.stderr
+    documents = json.loads(report.read_text())
+    assert [d["reference"] for d in documents] == [WGET, ALPINE]
+    assert _ssh_keygen_verify(allowed, report, report.read_bytes()).returncode == 0
+    checked = lab.run("report", "verify", str(report), "--allowed-signers", str(allowed))
+    assert checked.code == 0, checked.stderr
+    assert checked.stdout.count("the verdict follows from the observations") == 2
+    assert len(read_envelopes(attestation.read_bytes())) == 2
+    for reference in (WGET, ALPINE):
+        entries = lab.run("history", reference, "--json", env=state).json()
+        assert [e["verdict"] for e in entries] == ["accepted"]
