@@ -103,12 +103,21 @@ def run_sign(args: argparse.Namespace, out: Console, err: Console) -> int:
         return EXIT_REJECTED
     signer = load_signer(args.key, passphrase_source(args.key))
     try:
+        public = signer.public_key
+        for document in _documents(data):
+            claimed = (document.get("signoff") or {}).get("fingerprint")
+            if claimed is not None and claimed != public.fingerprint:
+                print_error(
+                    err,
+                    f"{args.report}: not signed: the report names {claimed} as its signing "
+                    f"key, not {public.fingerprint}",
+                )
+                return EXIT_REJECTED
         armored = sshsig.sign(data, signer)
     finally:
         signer.close()
     signature = args.report.with_name(args.report.name + ".sig")
     write_report_file(signature, armored)
-    public = signer.public_key
     identity = args.signer or "ID"
     err.print(f"wrote {escape(str(signature))}: {public.label} key {public.fingerprint}")
     err.print(
@@ -140,7 +149,7 @@ def run_verify(args: argparse.Namespace, out: Console, err: Console) -> int:
     now = datetime.now(timezone.utc)
     try:
         if _is_attestation(data):
-            return _verify_attestation(args, data, signers, now, out)
+            return _verify_attestation(args, data, signers, now, out=out, err=err)
         return _verify_report(args, data, signers, now, out=out, err=err)
     except IntegrityError as exc:
         print_error(err, f"{args.report}: {exc.diagnostics()}")
@@ -207,7 +216,9 @@ def _verify_attestation(
     data: bytes,
     signers: list[AllowedSigner],
     now: datetime,
+    *,
     out: Console,
+    err: Console,
 ) -> int:
     candidates = []
     for signer in signers:
@@ -249,5 +260,6 @@ def _verify_attestation(
         )
         results.append(result)
     if args.require_accepted and any(r != "PASSED" for r in results):
+        print_error(err, "--require-accepted: not every attestation says PASSED")
         return EXIT_REJECTED
     return EXIT_ACCEPTED
