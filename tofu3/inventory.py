@@ -104,6 +104,9 @@ class Vantage:
     curl_args: tuple[str, ...] = ()
     note: str = ""
     line: int = 0
+    # Whether the inventory set ``port`` (here or in defaults): when it did not, the Port of a
+    # ~/.ssh/config alias applies, as it would for ``ssh alias``.
+    port_given: bool = True
 
     @property
     def address(self) -> str:
@@ -309,6 +312,7 @@ def _vantage(raw: object, defaults: Mapping[str, Any], index: int) -> Vantage:
         curl_args=curl_args,
         note=note,
         line=line,
+        port_given="port" in merged,
     )
 
 

@@ -122,7 +122,9 @@ def free_port(address: str) -> int:
         return port
 
 
-def _sshd_config(directory: Path, listen: str, user: str, path_prefix: Path | None) -> str:
+def _sshd_config(
+    directory: Path, listen: str, user: str, path_prefix: Path | None, *, forwarding: bool = False
+) -> str:
     # Nothing is inherited from /etc/ssh/sshd_config: sshd reads only the file given with -f.
     lines = [
         f"ListenAddress {listen}",
@@ -140,7 +142,7 @@ def _sshd_config(directory: Path, listen: str, user: str, path_prefix: Path | No
         f"AllowUsers {user}",
         "LogLevel VERBOSE",
         # A vantage runs curl and nothing else: no tunnels or forwarded agents into the lab.
-        "AllowTcpForwarding no",
+        "AllowTcpForwarding local" if forwarding else "AllowTcpForwarding no",
         "AllowAgentForwarding no",
         "X11Forwarding no",
         "PermitTunnel no",
@@ -161,13 +163,15 @@ def start_vantage(
     *,
     netns: str | None = None,
     path_prefix: Path | None = None,
+    allow_forwarding: bool = False,
 ) -> SshdVantage:
     """Start an sshd vantage listening on ``address:port`` and wait until it answers.
 
     ``directory`` holds this vantage's files (host key, configuration, pid file, log); it is
     created if missing. ``client_public_key`` is the one key allowed to log in. With ``netns``
     the daemon runs inside that network namespace (root only; see :mod:`tofu3.lab.netns`).
-    With ``path_prefix`` the sessions' PATH starts with that directory (a test hook).
+    With ``path_prefix`` the sessions' PATH starts with that directory (a test hook). With
+    ``allow_forwarding`` it lets the client open direct-tcpip channels: a jump host (a test hook).
     """
     # Everything below lands in sshd_config or authorized_keys, one setting per line.
     try:
@@ -186,11 +190,14 @@ def start_vantage(
     host_key = generate_key(directory / HOST_KEY_NAME, f"tofu3-lab-{name}")
     # "restrict" forbids forwarding, agent, X11 and pty for this key: it may only run commands.
     (directory / "authorized_keys").write_text(
-        f"restrict {client_public_key.strip()}\n", encoding="utf-8"
+        f"{'restrict,port-forwarding' if allow_forwarding else 'restrict'} "
+        f"{client_public_key.strip()}\n",
+        encoding="utf-8",
     )
     config = directory / "sshd_config"
     config.write_text(
-        _sshd_config(directory, listen, current_user(), path_prefix), encoding="utf-8"
+        _sshd_config(directory, listen, current_user(), path_prefix, forwarding=allow_forwarding),
+        encoding="utf-8",
     )
     if os.geteuid() == 0:
         # A root sshd refuses to start without its privilege-separation directory.

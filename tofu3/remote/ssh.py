@@ -16,8 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, cast
 
 import paramiko
 
@@ -30,6 +29,9 @@ from tofu3.errors import (
 )
 from tofu3.inventory import Vantage
 from tofu3.limits import DEFAULT_LIMITS, Limits
+from tofu3.remote.jump import open_route
+from tofu3.remote.known_hosts import known_host_keys
+from tofu3.remote.ssh_config import load_ssh_config, resolve_vantage
 
 _READ_CHUNK = 65536
 # Seconds to let paramiko notice that a connection died, when a command ended without status.
@@ -97,30 +99,34 @@ class SshConnection:
         client = paramiko.SSHClient()
         policy = _RecordingRejectPolicy()
         client.set_missing_host_key_policy(policy)
-        name = _known_hosts_name(vantage.host, vantage.port)
+        # host may be a ~/.ssh/config alias (HostName, Port, User, IdentityFile, ProxyCommand,
+        # ProxyJump); the inventory's own values win over the config's.
+        target = resolve_vantage(vantage, load_ssh_config())
+        name = _known_hosts_name(target.hostname, target.port)
         try:
             if vantage.host_key is not None:
                 key_type, data = vantage.host_key.split(" ", 1)
                 pinned = paramiko.PKey.from_type_string(key_type, base64.b64decode(data))
                 client.get_host_keys().add(name, key_type, pinned)
             else:
-                known_hosts = Path.home() / ".ssh" / "known_hosts"
-                if known_hosts.is_file():
-                    client.load_host_keys(str(known_hosts))
-                client.load_system_host_keys()
+                # Looked up as ssh does: under HostKeyAlias or [HostName]:Port, never the alias.
+                for known in known_host_keys(target.known_hosts_files, target.known_hosts_name):
+                    client.get_host_keys().add(name, known.get_name(), known)
         except (paramiko.SSHException, ValueError, OSError) as exc:
             raise ConfigurationError(
                 f"vantage {vantage.name!r}: cannot use its host key: {exc}"
             ) from None
-        identity = str(Path(vantage.identity_file).expanduser()) if vantage.identity_file else None
+        identity = list(target.identity_files) or None
+        sock = open_route(target, vantage.name, limits)  # None: straight to hostname:port
         try:
             client.connect(
-                hostname=vantage.host.strip("[]"),
-                port=vantage.port,
-                username=vantage.user,
-                key_filename=identity,
+                hostname=target.hostname,
+                port=target.port,
+                username=target.user,
+                key_filename=cast("str | None", identity),  # paramiko also takes a list
                 look_for_keys=identity is None,
                 allow_agent=True,
+                sock=sock,
                 timeout=limits.ssh_connect_timeout,
                 banner_timeout=limits.ssh_connect_timeout,
                 auth_timeout=limits.ssh_auth_timeout,
@@ -151,8 +157,8 @@ class SshConnection:
                 ) from None
             if isinstance(exc, paramiko.PasswordRequiredException):
                 raise ConfigurationError(
-                    f"vantage {vantage.name!r}: identity file {identity} needs a passphrase; "
-                    "load it into ssh-agent"
+                    f"vantage {vantage.name!r}: identity file {', '.join(identity or [])} "
+                    "needs a passphrase; load it into ssh-agent"
                 ) from None
             raise _unreachable(vantage, cause) from None
         except (OSError, EOFError) as exc:
