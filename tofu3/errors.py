@@ -177,3 +177,8 @@ class FetchedBytesMismatch(DigestMismatch):
     agreed on: they are deleted, never kept."""
 
     code = "FETCH_DIGEST_MISMATCH"
+
+
+class UnverifiedArtifact(ConfigurationError):
+    """``tofu3 fetch`` would need an artifact the verification it relies on did not cover
+    (a ledger entry made with another ``--platform``)."""

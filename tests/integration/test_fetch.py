@@ -13,7 +13,9 @@ from __future__ import annotations
 import hashlib
 import json
 import ssl
+import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +33,23 @@ from tests.integration.releases import (
     inventory,
     routes,
 )
-from tofu3.lab.manager import LabState, lab_tamper
+from tofu3.lab.manager import LabState, lab_tamper, write_inventory
 from tofu3.lab.pki import ensure_pki
+from tofu3.lab.sshd import free_port
 
 pytestmark = pytest.mark.integration
 
 GHCR_CDN = "pkg-containers.githubusercontent.com"
 SONOMA = "darwin/arm64 (arm64_sonoma)"
+
+
+@pytest.fixture(autouse=True)
+def ledger_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A ledger of this test's own: what other tests verified (or accepted as a moved tag)
+    cannot change its verdicts."""
+    directory = tmp_path_factory.mktemp("ledger")
+    monkeypatch.setenv("TOFU3_STATE_DIR", str(directory))
+    return directory
 
 
 @pytest.fixture(scope="module")
@@ -307,6 +319,87 @@ def test_a_layout_never_replaces_a_directory_with_contents(
     assert leftovers(tmp_path) == ["wget"]
 
 
+def down_inventory(lab: LabState, path: Path) -> Path:
+    """The lab inventory with every vantage's SSH port one nothing listens on."""
+    down = replace(lab, vantages=tuple(replace(v, port=free_port(v.address)) for v in lab.vantages))
+    return write_inventory(down, path)
+
+
+def test_a_recent_accepted_verification_in_the_ledger_is_fetched_without_the_vantages(
+    honest: LabState, tmp_path: Path
+) -> None:
+    routes = [*coordinator_routes(honest), "--platform", "arm64_sonoma"]
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    fresh, report = fetch(WGET, first, honest.inventory_path, *routes)
+    assert fresh.code == 0, fresh.stderr
+
+    result, _ = fetch(
+        WGET, second, down_inventory(honest, tmp_path / "down.yaml"), "--max-age", "1h", *routes
+    )
+
+    assert result.code == 0, result.stderr
+    assert "using the accepted verification of" in result.stdout
+    assert report["resolved"]["digest"] in result.stdout
+    bottle = "wget--1.24.5.arm64_sonoma.bottle.tar.gz"
+    assert leftovers(second) == [bottle]
+    assert (second / bottle).read_bytes() == (first / bottle).read_bytes()
+
+
+def test_a_verification_older_than_max_age_is_not_relied_on(
+    honest: LabState, tmp_path: Path
+) -> None:
+    routes = [*coordinator_routes(honest), "--platform", "arm64_sonoma"]
+    fresh, _ = fetch(WGET, tmp_path / "first.tar.gz", honest.inventory_path, *routes)
+    assert fresh.code == 0, fresh.stderr
+    time.sleep(2.5)
+
+    result, _ = fetch(
+        WGET,
+        tmp_path / "second.tar.gz",
+        down_inventory(honest, tmp_path / "down.yaml"),
+        "--max-age",
+        "1s",
+        *routes,
+    )
+
+    assert "no accepted verification younger than" in result.stdout
+    assert result.code == 3  # so it verified afresh, and every vantage is down
+    assert "VANTAGE_UNREACHABLE" in result.stdout
+    assert leftovers(tmp_path) == ["down.yaml", "first.tar.gz"]
+
+
+def test_a_ledger_entry_is_not_stretched_to_platforms_it_did_not_cover(
+    honest: LabState, tmp_path: Path
+) -> None:
+    routes = coordinator_routes(honest)
+    fresh, _ = fetch(
+        WGET,
+        tmp_path / "sonoma.tar.gz",
+        honest.inventory_path,
+        "--platform",
+        "arm64_sonoma",
+        *routes,
+    )
+    assert fresh.code == 0, fresh.stderr
+
+    result, _ = fetch(
+        WGET,
+        tmp_path / "linux.tar.gz",
+        down_inventory(honest, tmp_path / "down.yaml"),
+        "--platform",
+        "x86_64_linux",
+        "--max-age",
+        "1h",
+        *routes,
+    )
+
+    assert result.code == 2
+    assert "was not covered by the accepted verification" in result.stderr
+    assert leftovers(tmp_path) == ["down.yaml", "sonoma.tar.gz"]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -316,6 +409,8 @@ def test_a_layout_never_replaces_a_directory_with_contents(
         (["https://example.org/t.tgz", "-o", "{tmp}/t", "--platform", "linux/amd64"], "images"),
         (["alpine", "-o", "{tmp}/a", "--connect-to", "ghcr.io:443"], "--connect-to"),
         (["alpine", "-o", "{tmp}/a", "--cacert", "{tmp}/none.pem"], "--cacert"),
+        (["alpine", "-o", "{tmp}/a", "--max-age", "forever"], "--max-age"),
+        (["alpine", "-o", "{tmp}/a", "--max-age", "0s"], "--max-age"),
     ],
 )
 def test_usage_errors_exit_2_before_anything_connects(

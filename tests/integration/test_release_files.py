@@ -38,6 +38,15 @@ from tofu3.lab.pki import ensure_pki
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture(autouse=True)
+def ledger_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A ledger of this test's own: what other tests verified (or accepted as a moved tag)
+    cannot change its verdicts."""
+    directory = tmp_path_factory.mktemp("ledger")
+    monkeypatch.setenv("TOFU3_STATE_DIR", str(directory))
+    return directory
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabState]:
     with loopback_lab(tmp_path_factory.mktemp("release-lab")) as state:

@@ -1,6 +1,7 @@
-"""``tofu3 fetch REF|URL -o PATH``: verify exactly as ``tofu3 verify`` does, then download
-the accepted artifact onto this machine and keep it only if every byte matches what the
-vantages agreed on.
+"""``tofu3 fetch REF|URL -o PATH``: verify exactly as ``tofu3 verify`` does (the same
+reports, sign-off, tag history and ledger entry), or rely on an accepted ledger entry younger
+than ``--max-age``; then download the artifact onto this machine and keep it only if every
+byte matches what the vantages agreed on.
 
 Exit status: 0 fetched; 1 rejected (by the vantages, or because the coordinator was served
 other bytes than they agreed on: nothing is kept); 2 usage or configuration error;
@@ -10,29 +11,32 @@ other bytes than they agreed on: nothing is kept); 2 usage or configuration erro
 from __future__ import annotations
 
 import argparse
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 
+from tofu3.cli import verify_outputs
 from tofu3.cli.common import (
     EXIT_ACCEPTED,
     EXIT_INCONCLUSIVE,
     EXIT_INTERRUPTED,
     EXIT_REJECTED,
+    EXIT_USAGE,
     print_error,
 )
 from tofu3.errors import ConfigurationError, IntegrityError, InvalidUrl, TransportError
-from tofu3.fetch.fetcher import Fetched, check_output, fetch_verified
+from tofu3.fetch.agreed import Agreed, from_entry, from_verdict, parse_max_age, recent_acceptance
+from tofu3.fetch.fetcher import Fetched, check_output, fetch_agreed
 from tofu3.fetch.http import HttpOptions, parse_connect_to
 from tofu3.inventory import Inventory, find_inventory, load_inventory
+from tofu3.ledger.store import Ledger
 from tofu3.oci.platform import parse_platform_filter
 from tofu3.reference import Reference
 from tofu3.release.url import ReleaseReference, is_url, parse_target
 from tofu3.release.walk import verify_target_connected
-from tofu3.report.files import write_report_file
-from tofu3.report.json_report import render_json
 from tofu3.report.terminal import LiveProgress, print_verdict
 from tofu3.verdict import Verdict, VerdictKind
 from tofu3.verify import Options, VerificationInterrupted, connect_all, decide_runs
@@ -94,11 +98,18 @@ def register(commands: Any) -> None:
         "HOST:PORT, still checking TLS against HOST (as curl's --connect-to; repeatable)",
     )
     fetch.add_argument(
+        "--max-age",
+        metavar="DURATION",
+        help="use the latest accepted verification in the ledger if it is younger than "
+        "DURATION (e.g. 30m, 12h, 7d) instead of verifying again",
+    )
+    fetch.add_argument(
         "--report",
         metavar="FILE",
         type=Path,
         help="write the verification's JSON report to FILE (atomically, whatever the verdict)",
     )
+    verify_outputs.add_arguments(fetch)
     fetch.add_argument(
         "--jobs",
         type=int,
@@ -108,7 +119,7 @@ def register(commands: Any) -> None:
     )
 
 
-def _target(args: argparse.Namespace) -> tuple[Reference, HttpOptions, Options]:
+def _target(args: argparse.Namespace) -> tuple[Reference, HttpOptions, Options, timedelta | None]:
     """Everything the command line says, checked before anything connects anywhere."""
     if args.sha256 is not None and not is_url(args.target):
         raise InvalidUrl("--sha256 pins a release file: it goes with a URL, not an image")
@@ -123,8 +134,9 @@ def _target(args: argparse.Namespace) -> tuple[Reference, HttpOptions, Options]:
     http = HttpOptions(
         cacert=args.cacert, connect_to=tuple(parse_connect_to(t) for t in args.connect_to)
     )
+    max_age = parse_max_age(args.max_age) if args.max_age is not None else None
     check_output(args.output)
-    return reference, http, Options(platforms=platforms, jobs=args.jobs)
+    return reference, http, Options(platforms=platforms, jobs=args.jobs), max_age
 
 
 def _verify(
@@ -152,22 +164,71 @@ def _fetched_line(fetched: Fetched) -> str:
     )
 
 
-def run(args: argparse.Namespace, out: Console, err: Console) -> int:
-    """``tofu3 fetch``: 0 fetched, 1 rejected or mismatched, 2 usage, 3 inconclusive."""
-    reference, http, options = _target(args)
-    inventory = load_inventory(find_inventory(args.inventory))
-    verdict, interrupted = _verify(reference, inventory, options, err)
-    if args.report is not None:
-        write_report_file(args.report, render_json([verdict]).encode())
+def _from_ledger(
+    reference: Reference, inventory: Path, max_age: timedelta, out: Console
+) -> Agreed | None:
+    """The latest accepted verification of ``reference`` younger than ``max_age`` in the
+    ledger verifications with ``inventory`` are recorded in, if there is one."""
+    with Ledger.open_default(inventory) as ledger:
+        entries = ledger.history(reference.name)
+        where = ledger.path
+    entry = recent_acceptance(entries, reference, now=datetime.now(timezone.utc), max_age=max_age)
+    if entry is None:
+        out.print(f"no accepted verification younger than {max_age} in {escape(str(where))}")
+        return None
+    agreed = from_entry(reference, entry)
+    out.print(f"using {escape(agreed.source)} in {escape(str(where))}: {agreed.root}")
+    return agreed
+
+
+def _verify_afresh(
+    args: argparse.Namespace,
+    reference: Reference,
+    inventory: Inventory,
+    options: Options,
+    *,
+    out: Console,
+    err: Console,
+) -> Agreed | int:
+    """Verify as ``tofu3 verify`` does, outputs and ledger included; what was agreed, or
+    the exit status when nothing is to be fetched."""
+    outputs = verify_outputs.Outputs(args)
+    try:
+        verdict, interrupted = _verify(reference, inventory, options, err)
+        finished = outputs.finish([verdict], many=False)
+    finally:
+        outputs.close()
+    verdict = finished.verdicts[0]
     print_verdict(out, verdict)
+    for note in finished.notes:
+        err.print(escape(note), soft_wrap=True)
+    for problem in finished.problems:
+        print_error(err, problem)
     if interrupted:
         err.print("[red]interrupted[/]: nothing was fetched")
         return EXIT_REJECTED if verdict.kind is VerdictKind.REJECTED else EXIT_INTERRUPTED
     if verdict.kind is not VerdictKind.ACCEPTED:
         print_error(err, f"not fetched: the vantages' verdict is {verdict.kind.value}")
         return verdict.exit_code
+    if finished.problems:
+        print_error(err, "not fetched: the verification's outputs could not all be written")
+        return EXIT_USAGE
+    return from_verdict(verdict)
+
+
+def run(args: argparse.Namespace, out: Console, err: Console) -> int:
+    """``tofu3 fetch``: 0 fetched, 1 rejected or mismatched, 2 usage, 3 inconclusive."""
+    reference, http, options, max_age = _target(args)
+    inventory_path = find_inventory(args.inventory)
+    agreed = _from_ledger(reference, inventory_path, max_age, out) if max_age else None
+    if agreed is None:
+        inventory = load_inventory(inventory_path)
+        fresh = _verify_afresh(args, reference, inventory, options, out=out, err=err)
+        if isinstance(fresh, int):
+            return fresh
+        agreed = fresh
     try:
-        fetched = fetch_verified(verdict, args.output, platforms=options.platforms, http=http)
+        fetched = fetch_agreed(agreed, args.output, platforms=options.platforms, http=http)
     except IntegrityError as exc:
         print_error(err, f"not kept: {reference.original}: {exc.diagnostics()}")
         return EXIT_REJECTED

@@ -3,11 +3,13 @@ only if every byte matches what they agreed on.
 
 The checks, in order:
 
-(1) Only an accepted verdict is fetched.
+(1) Only what the vantages agreed on is fetched: an accepted verdict, or an accepted
+    ledger entry (tofu3.fetch.agreed).
 (2) Everything is fetched by digest, starting from the root digest the vantages agreed on,
     and the tree is re-derived from those bytes with the same platform selection.
 (3) Every digest the coordinator is about to fetch must be one the vantages agreed on, with
-    the same size.
+    the same size (where the agreement records sizes; otherwise the descriptor's, which the
+    digest-checked bytes above it gave).
 (4) Every byte is hashed as it arrives; a response longer than agreed is cut off, one that
     hashes otherwise is deleted (FetchedBytesMismatch).
 (5) Output is written under a temporary name beside the target and renamed into place only
@@ -17,13 +19,19 @@ The checks, in order:
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from tofu3.atomic import atomic_directory, atomic_file
 from tofu3.digest import Digest
-from tofu3.errors import ConfigurationError, FetchFailed, IntegrityError, MalformedManifest
+from tofu3.errors import (
+    ConfigurationError,
+    FetchFailed,
+    MalformedManifest,
+    UnverifiedArtifact,
+)
+from tofu3.fetch.agreed import Agreed, from_verdict
 from tofu3.fetch.bottle import bottle_file_name, bottle_layer, single_bottle
 from tofu3.fetch.http import CoordinatorHttp, HttpOptions
 from tofu3.fetch.layout import (
@@ -38,7 +46,7 @@ from tofu3.oci.manifest import Descriptor, ImageManifest, Index, Manifest, parse
 from tofu3.oci.platform import PlatformFilter, select
 from tofu3.reference import Reference
 from tofu3.release.url import ReleaseReference
-from tofu3.verdict import Verdict, VerdictKind
+from tofu3.verdict import Verdict
 
 _HTTP_OK = 200
 
@@ -77,35 +85,38 @@ def fetch_verified(
     http: HttpOptions | None = None,
 ) -> Fetched:
     """Download what ``verdict`` accepted to ``output`` and keep it only if it matches."""
-    http = http or HttpOptions()
     # (1)
-    if verdict.kind is not VerdictKind.ACCEPTED or verdict.root_digest is None:
-        raise ConfigurationError(
-            f"{verdict.reference.original} was not accepted ({verdict.kind.value}): "
-            "nothing is fetched"
-        )
-    agreed = {
-        artifact.digest: artifact.size
-        for artifact in verdict.artifacts
-        if artifact.agreed and artifact.digest is not None and artifact.size is not None
-    }
+    return fetch_agreed(from_verdict(verdict), output, platforms=platforms, http=http)
+
+
+def fetch_agreed(
+    agreed: Agreed,
+    output: Path,
+    *,
+    platforms: Sequence[PlatformFilter] = (),
+    http: HttpOptions | None = None,
+) -> Fetched:
+    """Download what ``agreed`` names to ``output`` and keep it only if it matches."""
+    http = http or HttpOptions()
     with CoordinatorHttp(http) as client:
-        if isinstance(verdict.reference, ReleaseReference):
-            return _fetch_file(client, verdict.reference, verdict.root_digest, agreed, output)
-        return _ImageFetch(client, verdict.reference, agreed, platforms, http).run(
-            verdict.root_digest, output
-        )
+        if isinstance(agreed.reference, ReleaseReference):
+            return _fetch_file(client, agreed.reference, agreed, output)
+        return _ImageFetch(client, agreed, platforms, http).run(output)
 
 
-def _agreed_size(agreed: Mapping[Digest, int], digest: Digest, size: int | None, what: str) -> int:
-    # (3)
-    known = agreed.get(digest)
-    if known is None or (size is not None and size != known):
-        raise IntegrityError(
-            f"{what} ({digest}, {size} bytes) is not something the vantages agreed on; "
-            "refusing to fetch it"
+def _agreed_size(agreed: Agreed, digest: Digest, size: int | None, what: str) -> int | None:
+    """(3) The size to hold ``digest`` to: the agreed one, else the descriptor's."""
+    if digest not in agreed.digests:
+        raise UnverifiedArtifact(
+            f"{what} ({digest}) was not covered by {agreed.source}; fetch with the same "
+            "--platform as that verification, or without --max-age to verify afresh"
         )
-    return known
+    known = agreed.digests[digest]
+    if known is not None and size is not None and known != size:
+        raise MalformedManifest(
+            f"{what}: its descriptor says {size} bytes, the vantages agreed on {known}"
+        )
+    return known if known is not None else size
 
 
 def file_target(output: Path, name: str) -> Path:
@@ -114,15 +125,12 @@ def file_target(output: Path, name: str) -> Path:
 
 
 def _fetch_file(
-    client: CoordinatorHttp,
-    reference: ReleaseReference,
-    digest: Digest,
-    agreed: Mapping[Digest, int],
-    output: Path,
+    client: CoordinatorHttp, reference: ReleaseReference, agreed: Agreed, output: Path
 ) -> Fetched:
-    size = _agreed_size(agreed, digest, None, f"file {reference.url_path}")
-    target = file_target(output, reference.file_name)
     what = f"file {reference.url_path}"
+    digest = agreed.root
+    size = _agreed_size(agreed, digest, None, what)
+    target = file_target(output, reference.file_name)
     read_timeout = float(client.limits.blob_stall_seconds)
     with client.get(reference.url, read_timeout=read_timeout, what=what) as response:
         if response.status_code != _HTTP_OK:
@@ -138,21 +146,21 @@ class _ImageFetch:
     def __init__(
         self,
         client: CoordinatorHttp,
-        reference: Reference,
-        agreed: Mapping[Digest, int],
+        agreed: Agreed,
         platforms: Sequence[PlatformFilter],
         http: HttpOptions,
     ) -> None:
-        self.reference = reference
+        self.reference: Reference = agreed.reference
         self.agreed = agreed
         self.platforms = platforms
         self.limits = http.limits
-        self.registry = CoordinatorRegistry(client, reference, http.limits)
+        self.registry = CoordinatorRegistry(client, agreed.reference, http.limits)
         self.manifests: dict[Digest, bytes] = {}
         self.blobs: dict[Digest, int] = {}
 
-    def run(self, root_digest: Digest, output: Path) -> Fetched:
+    def run(self, output: Path) -> Fetched:
         # (2)
+        root_digest = self.agreed.root
         root = self._manifest(root_digest, None, "the reference's manifest")
         chosen = select(root, self.platforms) if isinstance(root, Index) else []
         bottle = single_bottle(chosen) if self.platforms else None
@@ -177,9 +185,8 @@ class _ImageFetch:
         """Every manifest and blob under ``manifest`` that verification covered."""
         if isinstance(manifest, ImageManifest):
             for blob in manifest.blobs():
-                self.blobs[blob.digest] = _agreed_size(
-                    self.agreed, blob.digest, blob.size, f"blob {blob.digest}"
-                )
+                _agreed_size(self.agreed, blob.digest, blob.size, f"blob {blob.digest}")
+                self.blobs[blob.digest] = blob.size
             return
         if depth > self.limits.max_index_depth:
             raise MalformedManifest("indexes nested deeper than tofu3 follows")
@@ -193,11 +200,11 @@ class _ImageFetch:
         if not isinstance(manifest, ImageManifest):
             raise MalformedManifest(f"{what}: the index entry is not an image manifest")
         layer = bottle_layer(manifest, entry)
-        size = _agreed_size(self.agreed, layer.digest, layer.size, what)
+        _agreed_size(self.agreed, layer.digest, layer.size, what)
         target = file_target(output, bottle_file_name(self.reference, entry))
         with atomic_file(target) as sink:
-            self.registry.blob(layer.digest, size, sink, what=what)
-        return Fetched(FetchedKind.BOTTLE, target, layer.digest, size, 1)
+            self.registry.blob(layer.digest, layer.size, sink, what=what)
+        return Fetched(FetchedKind.BOTTLE, target, layer.digest, layer.size, 1)
 
     def _write_layout(
         self, root_digest: Digest, entries: Sequence[LayoutEntry], output: Path

@@ -74,13 +74,17 @@ class CoordinatorRegistry:
             headers.append(("Authorization", f"Bearer {self._token}"))
         return headers
 
-    def manifest(self, digest: Digest, size: int, *, what: str) -> tuple[bytes, str | None]:
-        """The manifest ``digest`` names, checked against it and ``size``; with the
-        Content-Type it was served with."""
+    def manifest(self, digest: Digest, size: int | None, *, what: str) -> tuple[bytes, str | None]:
+        """The manifest ``digest`` names, checked against it and ``size`` (when known; the
+        manifest cap holds either way); with the Content-Type it was served with."""
         if not self._authenticated:
             self.authenticate()
         url = f"{self._base}/manifests/{digest}"
-        cap = min(size, self._limits.manifest_bytes)
+        cap = (
+            min(size, self._limits.manifest_bytes)
+            if size is not None
+            else self._limits.manifest_bytes
+        )
         with self._http.get(url, self._headers(mt.ACCEPT), what=what) as response:
             if response.status_code != _HTTP_OK:
                 raise FetchFailed(f"{what}: HTTP {response.status_code}")
@@ -90,7 +94,7 @@ class CoordinatorRegistry:
             except ProtocolViolation:
                 raise _mismatch(what, digest, f"more than the {size} bytes agreed on") from None
         received = digest_bytes(body, algorithm_of(digest))
-        if received != digest or len(body) != size:
+        if received != digest or (size is not None and len(body) != size):
             raise _mismatch(what, digest, f"{len(body)} bytes hashing to {received}")
         return body, content_type
 
