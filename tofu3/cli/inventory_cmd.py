@@ -136,7 +136,9 @@ def check_json(result: InventoryCheck, path: Path) -> dict[str, Any]:
 
 
 def _check_table(result: InventoryCheck) -> Table:
-    table = Table(title=f"registry: {result.registry}", title_justify="left", box=None)
+    table = Table(
+        title=f"registry: {result.registry}", title_justify="left", box=None, pad_edge=False
+    )
     for column in ("VANTAGE", "ROUTE", "HOST KEY", "CURL", "HASH", "REGISTRY", "STATUS"):
         table.add_column(column, overflow="fold")
     for vantage in result.vantages:
@@ -199,13 +201,13 @@ def run_pin(args: argparse.Namespace, out: Console, err: Console) -> int:
 
 
 def _pin_table(candidates: list[PinCandidate]) -> Table:
-    table = Table(title="host keys to pin", title_justify="left", box=None)
+    table = Table(title="host keys to pin", title_justify="left", box=None, pad_edge=False)
     for column in ("VANTAGE", "ROUTE", "TYPE", "FINGERPRINT", "KNOWN_HOSTS"):
         table.add_column(column, overflow="fold")
     for candidate in candidates:
         assert candidate.offered is not None  # noqa: S101 - filtered by the caller
         key_type = candidate.offered.key_line.split(" ", 1)[0]
-        known = {"agrees": "agrees", "unknown": "not there"}.get(candidate.offered.known_hosts, "")
+        known = {"agrees": "matches", "unknown": "absent"}.get(candidate.offered.known_hosts, "")
         table.add_row(
             escape(candidate.name),
             escape(candidate.route),
