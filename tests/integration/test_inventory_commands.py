@@ -35,6 +35,11 @@ def _local_curl_version() -> str:
     return first.stdout.split()[1]
 
 
+def _row(table: str, vantage: str) -> str:
+    """The table row of ``vantage`` (its first column)."""
+    return next(line for line in table.splitlines() if line.split()[:1] == [vantage])
+
+
 def _unpinned_inventory(coordinator: Coordinator) -> Path:
     """The lab's vantages in a hand-written inventory with comments and no host keys."""
     lab = coordinator.lab
@@ -81,7 +86,7 @@ def test_check_shows_each_vantage_host_key_curl_hash_tool_and_registry(
     assert table.code == 0, table.stderr
     curl = _local_curl_version()
     for vantage in coordinator.lab.vantages:
-        row = next(line for line in table.stdout.splitlines() if f" {vantage.name} " in line)
+        row = _row(table.stdout, vantage.name)
         assert fingerprint_of(vantage.host_key) in row
         assert curl in row
         assert "sha256sum" in row
@@ -135,7 +140,7 @@ def test_check_exits_3_when_a_vantage_cannot_reach_the_registry(
     result = coordinator.run("inventory", "check", "-i", str(inventory))
 
     assert result.code == 3, result.stderr
-    row = next(line for line in result.stdout.splitlines() if " sgp " in line)
+    row = _row(result.stdout, "sgp")
     assert fingerprint_of(sgp.host_key) in row  # logged in fine...
     assert "unreachable" in row  # ...but the registry did not answer
     assert "registry ghcr.io not reachable" in result.stderr
