@@ -1,5 +1,5 @@
-"""Suite-wide rules: in CI nothing may be skipped, a skip there is a failure; and no test
-writes to the user's own ledger (~/.local/state/tofu3)."""
+"""Suite-wide rules: in CI nothing may be skipped, a skip there is a failure; no test writes
+to the user's own ledger (~/.local/state/tofu3) or reads the user's ~/.ssh/config."""
 
 from __future__ import annotations
 
@@ -33,3 +33,16 @@ def private_ledger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         os.environ.pop("TOFU3_STATE_DIR", None)
     else:
         os.environ["TOFU3_STATE_DIR"] = previous
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_user_ssh_config() -> Iterator[None]:
+    """The developer's ~/.ssh/config (a ``Host *`` ProxyJump, say) must not change what the
+    tests see; tests of ssh_config handling set TOFU3_SSH_CONFIG themselves."""
+    previous = os.environ.get("TOFU3_SSH_CONFIG")
+    os.environ["TOFU3_SSH_CONFIG"] = os.devnull
+    yield
+    if previous is None:
+        os.environ.pop("TOFU3_SSH_CONFIG", None)
+    else:
+        os.environ["TOFU3_SSH_CONFIG"] = previous
