@@ -102,12 +102,13 @@ class AttackLab:
         """The lab registry's request log, one line per response."""
         return (self.directory / "registry.log").read_text(encoding="utf-8").splitlines()
 
-    def sshd_logins(self) -> int:
-        """How many logins the lab's sshd vantages have accepted so far, all together."""
+    def sshd_log_count(self, needle: str) -> int:
+        """How many lines with ``needle`` the lab's sshd vantages have logged so far, all
+        together: "Accepted publickey" for each login, "Starting session" for each command."""
         return sum(
             (self.directory / "vantages" / v.name / "sshd.log")
             .read_text(encoding="utf-8", errors="replace")
-            .count("Accepted publickey")
+            .count(needle)
             for v in self.state.vantages
         )
 
@@ -299,3 +300,40 @@ class HangAtAuthServer:
         self._socket.close()
         for transport in self._transports:
             transport.close()
+
+
+class TcpRelay:
+    """A TCP port that passes every connection on to ``target``: another road to the same
+    machine (a port forward, a second address), which an inventory cannot tell apart."""
+
+    def __init__(self, address: str, target: tuple[str, int]) -> None:
+        self._socket = socket.create_server((address, 0))
+        self.address = address
+        self.port: int = self._socket.getsockname()[1]
+        self._target = target
+        self._open: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                inbound, _ = self._socket.accept()
+                outbound = socket.create_connection(self._target, timeout=10)
+            except OSError:
+                return
+            self._open += [inbound, outbound]
+            for source, sink in ((inbound, outbound), (outbound, inbound)):
+                threading.Thread(target=_pump, args=(source, sink), daemon=True).start()
+
+    def close(self) -> None:
+        self._socket.close()
+        for connection in self._open:
+            connection.close()
+
+
+def _pump(source: socket.socket, sink: socket.socket) -> None:
+    with suppress(OSError):
+        while data := source.recv(65536):
+            sink.sendall(data)
+    with suppress(OSError):
+        sink.shutdown(socket.SHUT_WR)

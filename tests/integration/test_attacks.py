@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.integration.attacks import AttackLab
-from tests.integration.conftest import ALPINE, WGET
+from tests.integration.conftest import ALPINE, WGET, run_cli
 from tofu3.lab.manager import LabMode, lab_down, lab_up
 
 pytestmark = pytest.mark.integration
@@ -49,7 +49,8 @@ def _requests(lab: AttackLab, since: int, *needles: str) -> list[str]:
 
 
 def test_blob_longer_than_its_descriptor_served_to_everyone_is_rejected(lab: AttackLab) -> None:
-    lab.tamper("all", "long")
+    armed = run_cli(["lab", "tamper", "all", "long"], lab_dir=lab.directory)
+    assert armed.code == 0 and "every vantage: now served a tampered long" in armed.stderr
 
     run = lab.verify(WGET, *ONE_BOTTLE)
 

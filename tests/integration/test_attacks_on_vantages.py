@@ -19,6 +19,7 @@ from tests.integration.attacks import (
     AttackLab,
     HangAtAuthServer,
     SilentListener,
+    TcpRelay,
     command_of,
     descendants,
     finish,
@@ -176,14 +177,14 @@ def test_two_inventory_entries_with_the_same_host_and_port_are_refused(
     inventory = lab.edited_inventory(
         tmp_path / "inventory.yaml", "sgp", host=ams.address, port=ams.port, host_key=ams.host_key
     )
-    logins = lab.sshd_logins()
+    logins = lab.sshd_log_count("Accepted publickey")
 
     result = run_cli(["verify", WGET, "-i", str(inventory), "--json"], lab_dir=lab.directory)
 
     assert result.code == 2
     assert "not independent" in result.stderr and "'sgp'" in result.stderr
     assert result.stdout == ""
-    assert lab.sshd_logins() == logins, "a vantage was contacted"
+    assert lab.sshd_log_count("Accepted publickey") == logins, "a vantage was contacted"
 
 
 def test_two_names_for_one_host_and_port_are_refused_before_anything_runs(
@@ -195,7 +196,7 @@ def test_two_names_for_one_host_and_port_are_refused_before_anything_runs(
     inventory = lab.edited_inventory(
         tmp_path / "inventory.yaml", "sgp", host="127.11", port=ams.port, host_key=ams.host_key
     )
-    since = len(lab.registry_log())
+    commands, since = lab.sshd_log_count("Starting session"), len(lab.registry_log())
 
     result = run_cli(["verify", WGET, "-i", str(inventory), "--json"], lab_dir=lab.directory)
 
@@ -203,7 +204,35 @@ def test_two_names_for_one_host_and_port_are_refused_before_anything_runs(
     assert f"both reach 127.0.0.11:{ams.port}" in result.stderr
     assert "not independent" in result.stderr
     assert result.stdout == ""
+    assert lab.sshd_log_count("Starting session") == commands, "a command ran on a vantage"
     assert lab.registry_log()[since:] == [], "a vantage ran curl"
+
+
+def test_one_machine_behind_two_addresses_is_refused_by_its_host_key(
+    lab: AttackLab, tmp_path: Path
+) -> None:
+    # A port forward on another address to ams's sshd: a different address and port, the
+    # same machine, and the same host key.
+    ams = lab.state.vantage("ams")
+    relay = TcpRelay("127.0.0.13", (ams.address, ams.port))
+    try:
+        inventory = lab.edited_inventory(
+            tmp_path / "inventory.yaml",
+            "sgp",
+            host=relay.address,
+            port=relay.port,
+            host_key=ams.host_key,
+        )
+        commands = lab.sshd_log_count("Starting session")
+
+        result = run_cli(["verify", WGET, "-i", str(inventory), "--json"], lab_dir=lab.directory)
+    finally:
+        relay.close()
+
+    assert result.code == 2
+    assert "present the same SSH host key" in result.stderr and "'sgp'" in result.stderr
+    assert result.stdout == ""
+    assert lab.sshd_log_count("Starting session") == commands, "a command ran on a vantage"
 
 
 # Input that tries to reach a shell: refused before anything runs anywhere. Each case writes
@@ -229,7 +258,7 @@ def test_shell_metacharacters_are_refused_before_anything_runs_on_any_vantage(
     marker = tmp_path / "shell-ran"
     filled = {k: _with_marker(v, marker) for k, v in changes.items()}
     inventory = lab.edited_inventory(tmp_path / "inventory.yaml", "sgp", **filled)
-    logins, since = lab.sshd_logins(), len(lab.registry_log())
+    logins, since = lab.sshd_log_count("Accepted publickey"), len(lab.registry_log())
 
     result = run_cli(
         ["verify", *(a.format(marker=marker) for a in args), "-i", str(inventory), "--json"],
@@ -241,7 +270,7 @@ def test_shell_metacharacters_are_refused_before_anything_runs_on_any_vantage(
     assert result.stdout == ""
     time.sleep(0.2)  # a command that did run would have had time to leave its mark
     assert not marker.exists()
-    assert lab.sshd_logins() == logins, "a vantage was logged in to"
+    assert lab.sshd_log_count("Accepted publickey") == logins, "a vantage was logged in to"
     assert lab.registry_log()[since:] == [], "a vantage ran curl"
 
 
