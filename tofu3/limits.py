@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from tofu3.errors import ConfigurationError
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -40,7 +42,7 @@ class Limits:
         limits = self
         if connect is not None:
             if not connect > 0:
-                raise ValueError("the connect timeout must be positive")
+                raise ConfigurationError("the connect timeout must be positive")
             limits = replace(
                 limits,
                 ssh_connect_timeout=connect,
@@ -49,7 +51,7 @@ class Limits:
             )
         if stall is not None:
             if stall < 1:
-                raise ValueError("the stall timeout must be at least 1 second")
+                raise ConfigurationError("the stall timeout must be at least 1 second")
             limits = replace(limits, blob_stall_seconds=stall)
         return limits
 

@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 
 from tofu3.digest import Digest, digest_bytes, hex_of, is_digest
+from tofu3.lab.content import tampered_blob, tampered_manifest
 from tofu3.lab.store import Store, StoreBuilder, StoredManifest, descriptor, docker_json, oci_json
 from tofu3.lab.tamper import TamperMode
 from tofu3.oci import media_types as mt
@@ -58,6 +59,18 @@ def shorter_blob(data: bytes) -> bytes:
     if len(data) < 2:
         raise ValueError("a blob of fewer than 2 bytes cannot be cut short and stay non-empty")
     return data[: len(data) - min(_CUT, len(data) // 2)]
+
+
+def layer_answer(mode: TamperMode | None, data: bytes) -> bytes:
+    """The bytes the CDN sends for a layer under ``mode`` ("stall" is the handler's: it is
+    about time, not bytes)."""
+    if mode is TamperMode.BLOB:
+        return tampered_blob(data)
+    if mode is TamperMode.LONG:
+        return longer_blob(data)
+    if mode is TamperMode.SHORT:
+        return shorter_blob(data)
+    return data
 
 
 def bad_digest(honest: Digest, mode: TamperMode) -> str:
@@ -159,6 +172,9 @@ def manifest_answer(
     ``tag_target`` is the manifest the repository's tag names (for "self-index").
     """
     media_type, body = stored
+    if mode is TamperMode.MANIFEST and is_digest(reference):
+        # Other bytes under the honest Docker-Content-Digest header.
+        return ManifestAnswer(tampered_manifest(body), media_type, digest)
     if mode is TamperMode.DIGEST_HEADER:
         # A valid digest, of other bytes: only a client that hashes what it got notices.
         return ManifestAnswer(body, media_type, digest_bytes(b"tofu3 lab: other bytes " + body))

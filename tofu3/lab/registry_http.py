@@ -25,7 +25,6 @@ from urllib.parse import parse_qs, urlsplit
 
 from tofu3.digest import Digest, is_digest
 from tofu3.lab import lies
-from tofu3.lab.content import tampered_blob, tampered_manifest
 from tofu3.lab.registry_state import (
     DOCKER_HUB,
     GHCR,
@@ -206,17 +205,13 @@ class LabHandler(BaseHTTPRequestHandler):
             self._registry_error(404, "MANIFEST_UNKNOWN", "manifest unknown")
             return
         digest, stored = found
-        if self._tamper is TamperMode.MANIFEST and is_digest(reference):
-            # The lie: other bytes under the honest Docker-Content-Digest header.
-            stored = stored._replace(body=tampered_manifest(stored.body))
-        tag = None if is_digest(reference) else reference
         answer = lies.manifest_answer(
             self._tamper,
             stored,
             digest=digest,
             reference=reference,
             repository=name,
-            tag_target=state.tag_target(name, tag or _only_tag(state, name)),
+            tag_target=state.tag_target(name) if self._tamper is TamperMode.SELF_INDEX else None,
         )
         headers = []
         if answer.docker_content_digest is not None:
@@ -267,8 +262,8 @@ class LabHandler(BaseHTTPRequestHandler):
         if is_layer and self._tamper is TamperMode.STALL:
             self._send_stalled(data, "application/octet-stream", headers)
             return
-        if is_layer and self._tamper in _LAYER_LIES:
-            data = _LAYER_LIES[self._tamper](data)
+        if is_layer:
+            data = lies.layer_answer(self._tamper, data)
         self._send(200, data, "application/octet-stream", headers)
 
     def _send_stalled(self, data: bytes, content_type: str, headers: list[tuple[str, str]]) -> None:
@@ -378,16 +373,3 @@ def _accepted(values: list[str] | None) -> frozenset[str]:
 
 def _json(document: dict[str, Any]) -> bytes:
     return json.dumps(document).encode()
-
-
-_LAYER_LIES = {
-    TamperMode.BLOB: tampered_blob,
-    TamperMode.LONG: lies.longer_blob,
-    TamperMode.SHORT: lies.shorter_blob,
-}
-
-
-def _only_tag(state: LabState, repository: str) -> str | None:
-    """The tag of ``repository`` when it has exactly one (every lab repository does)."""
-    tags = [tag for repo, tag in state.honest.tags if repo == repository]
-    return tags[0] if len(tags) == 1 else None

@@ -127,10 +127,12 @@ class LabState:
             return ClientView((self.deep, self.honest))
         return ClientView((self.honest,))
 
-    def tag_target(self, repository: str, tag: str | None) -> StoredManifest | None:
-        """The honest manifest ``repository:tag`` names, if any."""
-        digest = self.honest.tags.get((repository, tag)) if tag else None
-        return self.honest.manifests[digest] if digest is not None else None
+    def tag_target(self, repository: str) -> StoredManifest | None:
+        """The honest manifest ``repository``'s tag names (each lab repository has one tag)."""
+        for (name, _), digest in self.honest.tags.items():
+            if name == repository:
+                return self.honest.manifests[digest]
+        return None
 
     def pullable(self) -> frozenset[str]:
         """Repositories anyone may pull."""
