@@ -15,10 +15,8 @@ import fcntl
 import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
-from enum import Enum
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from tofu3.atomic import write_atomic
 from tofu3.errors import Tofu3Error
@@ -43,6 +41,16 @@ from tofu3.lab.sshd import (
     free_port,
     process_alive,
     start_vantage,
+)
+from tofu3.lab.state import (
+    LabMode,
+    LabState,
+    LabStatus,
+    ProcessStatus,
+    RegistryRecord,
+    VantageRecord,
+    read_state,
+    write_state,
 )
 from tofu3.lab.tamper import ALL_CLIENTS, TAMPER_FILE, TAMPER_KINDS, read_table
 
@@ -70,166 +78,9 @@ __all__ = [
 ]
 
 VANTAGE_NAMES = ("ams", "sfo", "sgp")
-STATE_SCHEMA = "tofu3.lab-state/v1"
 LOOPBACK_SERVICE_ADDRESS = "127.0.0.1"
 SERVICE_PORT = 443  # in a namespace lab the services sit on the real HTTPS port
 VANTAGE_START_ATTEMPTS = 3  # a free port found by probing can be taken before sshd binds it
-
-
-class LabMode(str, Enum):
-    """Where the lab's vantages live."""
-
-    LOOPBACK = "loopback"  # own loopback addresses on the host's network; any user
-    NETNS = "netns"  # own network namespaces with own /etc/hosts; root only
-
-
-@dataclass(frozen=True)
-class VantageRecord:
-    """A started lab vantage, as recorded in ``state.json``."""
-
-    name: str
-    address: str  # where its sshd listens
-    port: int
-    source_ip: str  # the address its curl connects from: how the registry tells vantages apart
-    host_key: str
-    pid: int
-    start_ticks: int | None
-    netns: str | None
-
-
-@dataclass(frozen=True)
-class RegistryRecord:
-    """The started lab registry, as recorded in ``state.json``."""
-
-    pid: int
-    start_ticks: int | None
-    ports: Mapping[str, tuple[str, int]]  # role ("registry", "auth", "cdn") -> (address, port)
-
-
-@dataclass(frozen=True)
-class LabState:
-    """What one lab directory holds running. ``complete`` is false while ``lab up`` runs."""
-
-    directory: Path
-    mode: LabMode
-    created: str
-    ca_cert: Path
-    client_key: Path
-    registry: RegistryRecord | None = None
-    vantages: tuple[VantageRecord, ...] = ()
-    complete: bool = False
-
-    @property
-    def inventory_path(self) -> Path:
-        """Where ``lab up`` writes the lab's inventory."""
-        return self.directory / "inventory.yaml"
-
-    def vantage(self, name: str) -> VantageRecord:
-        """The vantage called ``name``."""
-        for record in self.vantages:
-            if record.name == name:
-                return record
-        known = ", ".join(record.name for record in self.vantages)
-        raise LabError(f"no lab vantage named {name!r} (the lab has: {known})")
-
-    def to_json(self) -> dict[str, Any]:
-        """The ``state.json`` document."""
-        return {
-            "schema": STATE_SCHEMA,
-            "directory": str(self.directory),
-            "mode": self.mode.value,
-            "created": self.created,
-            "complete": self.complete,
-            "ca_cert": str(self.ca_cert),
-            "client_key": str(self.client_key),
-            "registry": None
-            if self.registry is None
-            else {
-                "pid": self.registry.pid,
-                "start_ticks": self.registry.start_ticks,
-                "ports": {role: list(end) for role, end in self.registry.ports.items()},
-            },
-            "vantages": [
-                {
-                    "name": v.name,
-                    "address": v.address,
-                    "port": v.port,
-                    "source_ip": v.source_ip,
-                    "host_key": v.host_key,
-                    "pid": v.pid,
-                    "start_ticks": v.start_ticks,
-                    "netns": v.netns,
-                }
-                for v in self.vantages
-            ],
-        }
-
-    @classmethod
-    def from_json(cls, data: Any) -> LabState:
-        """Read a ``state.json`` document; LabError if it is not one this version wrote."""
-        try:
-            if data["schema"] != STATE_SCHEMA:
-                raise ValueError(f"schema {data['schema']!r}")
-            registry = data["registry"]
-            return cls(
-                directory=Path(data["directory"]),
-                mode=LabMode(data["mode"]),
-                created=str(data["created"]),
-                complete=bool(data["complete"]),
-                ca_cert=Path(data["ca_cert"]),
-                client_key=Path(data["client_key"]),
-                registry=None
-                if registry is None
-                else RegistryRecord(
-                    pid=int(registry["pid"]),
-                    start_ticks=_optional_int(registry["start_ticks"]),
-                    ports={
-                        str(role): (str(end[0]), int(end[1]))
-                        for role, end in registry["ports"].items()
-                    },
-                ),
-                vantages=tuple(
-                    VantageRecord(
-                        name=str(v["name"]),
-                        address=str(v["address"]),
-                        port=int(v["port"]),
-                        source_ip=str(v["source_ip"]),
-                        host_key=str(v["host_key"]),
-                        pid=int(v["pid"]),
-                        start_ticks=_optional_int(v["start_ticks"]),
-                        netns=None if v["netns"] is None else str(v["netns"]),
-                    )
-                    for v in data["vantages"]
-                ),
-            )
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
-            raise LabError(f"lab state is not readable ({error})") from error
-
-
-@dataclass(frozen=True)
-class ProcessStatus:
-    """One process the lab started, and whether it still runs."""
-
-    kind: str  # "sshd" or "registry"
-    name: str
-    pid: int
-    alive: bool
-    endpoints: tuple[str, ...]  # "address:port", with the role for the registry's
-
-
-@dataclass(frozen=True)
-class LabStatus:
-    """What ``tofu3 lab status`` reports."""
-
-    directory: Path
-    mode: LabMode | None  # None: no lab in this directory
-    processes: tuple[ProcessStatus, ...] = ()
-    complete: bool = False
-
-    @property
-    def up(self) -> bool:
-        """A complete lab whose every process runs."""
-        return self.complete and bool(self.processes) and all(p.alive for p in self.processes)
 
 
 def lab_dir() -> Path:
@@ -260,7 +111,7 @@ def lab_up(directory: Path | None = None, mode: LabMode | None = None) -> LabSta
     directory = (directory or lab_dir()).expanduser().resolve()
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     with _locked(directory):
-        existing = _read_state(directory)
+        existing = read_state(directory)
         if existing is not None:
             if _all_alive(existing) and existing.complete:
                 if mode is not None and mode is not existing.mode:
@@ -282,14 +133,14 @@ def lab_down(directory: Path | None = None) -> list[str]:
     if not directory.is_dir():
         return []
     with _locked(directory):
-        state = _read_state(directory)
+        state = read_state(directory)
         return [] if state is None else _stop(state)
 
 
 def lab_status(directory: Path | None = None) -> LabStatus:
     """Each process of the lab in ``directory`` with whether it runs."""
     directory = (directory or lab_dir()).expanduser().resolve()
-    state = _read_state(directory)
+    state = read_state(directory)
     if state is None:
         return LabStatus(directory=directory, mode=None)
     processes = [
@@ -477,7 +328,7 @@ def _start(directory: Path, mode: LabMode) -> LabState:
                 ca_cert=pki.ca_cert,
                 client_key=client.private_key,
             )
-            _write_state(state)
+            write_state(state)
             undo.callback(_forget_state, directory)
 
             registry = _start_registry(directory, services)
@@ -490,7 +341,7 @@ def _start(directory: Path, mode: LabMode) -> LabState:
                     ports=dict(registry.ports),
                 ),
             )
-            _write_state(state)
+            write_state(state)
 
             for index, name in enumerate(VANTAGE_NAMES):
                 record = _start_one_vantage(
@@ -498,11 +349,11 @@ def _start(directory: Path, mode: LabMode) -> LabState:
                 )
                 undo.callback(end_process, record.pid, record.start_ticks)
                 state = replace(state, vantages=(*state.vantages, record))
-                _write_state(state)
+                write_state(state)
 
             state = replace(state, complete=True)
             write_inventory(state, state.inventory_path)
-            _write_state(state)
+            write_state(state)
         except LabError:
             raise
         except Tofu3Error as error:
@@ -620,7 +471,7 @@ def _all_alive(state: LabState) -> bool:
 
 def _require_up(directory: Path | None) -> LabState:
     directory = (directory or lab_dir()).expanduser().resolve()
-    state = _read_state(directory)
+    state = read_state(directory)
     if state is None or not state.complete:
         raise LabError(f"no lab is up in {directory}: run `tofu3 lab up`")
     if not _all_alive(state):
@@ -629,26 +480,6 @@ def _require_up(directory: Path | None) -> LabState:
             "run `tofu3 lab down` and `tofu3 lab up`"
         )
     return state
-
-
-def _read_state(directory: Path) -> LabState | None:
-    path = directory / "state.json"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    except OSError as error:
-        raise LabError(f"cannot read {path}: {error}") from error
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise LabError(f"{path} is not JSON ({error}); stop its processes and remove it") from error
-    return LabState.from_json(data)
-
-
-def _write_state(state: LabState) -> None:
-    text = json.dumps(state.to_json(), indent=2) + "\n"
-    write_atomic(state.directory / "state.json", text.encode("utf-8"), 0o600)
 
 
 def _read_tamper(path: Path) -> dict[str, str]:
@@ -675,11 +506,3 @@ def _locked(directory: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _optional_int(value: object) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"expected an integer, got {value!r}")
-    return value
