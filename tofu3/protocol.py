@@ -7,14 +7,23 @@ received.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from tofu3.credentials import RegistryCredentials
+from tofu3.credentials.auth import BasicAuth, plan_authentication, refusal
 from tofu3.digest import Digest, algorithm_of, digest_bytes
-from tofu3.errors import DigestMismatch, HttpError, ProtocolViolation, UnsupportedManifest
+from tofu3.errors import (
+    ConfigurationError,
+    DigestMismatch,
+    HttpError,
+    ProtocolViolation,
+    UnsupportedManifest,
+)
 from tofu3.limits import DEFAULT_LIMITS, Limits
 from tofu3.oci import media_types as mt
-from tofu3.oci.challenge import bearer_challenge, parse_token_response, token_url
+from tofu3.oci.challenge import parse_token_response
 from tofu3.oci.manifest import SCHEMA1_REFUSAL, is_schema1
 from tofu3.reference import Reference
 from tofu3.remote.curl import BlobDownload, Connection, Curl, Request
@@ -33,21 +42,69 @@ class FetchedManifest:
     connection: Connection
 
 
+class TokenCache:
+    """One vantage's pull tokens for a whole run, by (registry host, repository): a batch of
+    references to one repository asks its token realm once per vantage, not once per
+    reference. ``None`` records a registry that needed no token."""
+
+    def __init__(self) -> None:
+        self._tokens: dict[tuple[str, str], str | None] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str]) -> tuple[bool, str | None]:
+        """(known, token) for ``key``."""
+        with self._lock:
+            return key in self._tokens, self._tokens.get(key)
+
+    def put(self, key: tuple[str, str], token: str | None) -> None:
+        """Remember the token (or that none was needed) for ``key``."""
+        with self._lock:
+            self._tokens[key] = token
+
+
 class RegistrySession:
     """One vantage's conversation with one registry, for one repository."""
 
-    def __init__(self, curl: Curl, reference: Reference, limits: Limits = DEFAULT_LIMITS) -> None:
+    def __init__(
+        self,
+        curl: Curl,
+        reference: Reference,
+        limits: Limits = DEFAULT_LIMITS,
+        tokens: TokenCache | None = None,
+        credentials: RegistryCredentials | None = None,
+    ) -> None:
         self._curl = curl
         self._reference = reference
         self._limits = limits
         self._token: str | None = None
+        # Credentials stay on the coordinator until they go into a curl config on stdin.
+        self._credentials = credentials or RegistryCredentials()
+        self._basic: str | None = None
         self._authenticated = False
         self._base = f"https://{reference.registry_host}/v2/{reference.path}"
+        self._tokens = tokens if tokens is not None else TokenCache()
+        self._cache_key = (reference.registry_host, reference.path)
 
     def authenticate(self) -> None:
-        """``GET /v2/``; on a Bearer challenge, fetch an anonymous pull token from the realm."""
+        """Use this vantage's token for the repository if the run already has one; else
+        authenticate afresh and remember the result."""
+        known, token = self._tokens.get(self._cache_key)
+        if known:
+            self._token = token
+            self._authenticated = True
+            return
+        self._authenticate()
+        if self._basic is None:
+            # Basic auth is not a token: a later session pings (and checks it) again.
+            self._tokens.put(self._cache_key, self._token)
+
+    def _authenticate(self) -> None:
+        """``GET /v2/``; on a Bearer challenge, fetch a pull token from the realm (with the
+        registry's credentials, if any, when the realm may have them); on a Basic challenge,
+        use the credentials with the registry itself (credentials/auth.py has the rules)."""
+        v2 = f"https://{self._reference.registry_host}/v2/"
         ping = self._curl.fetch(
-            Request(f"https://{self._reference.registry_host}/v2/", follow_redirects=False),
+            Request(v2, follow_redirects=False),
             cap=self._limits.token_bytes,
             what="registry ping (GET /v2/)",
         )
@@ -59,28 +116,41 @@ class RegistrySession:
             raise HttpError(
                 f"vantage {self._curl.vantage!r}: GET /v2/ answered HTTP {status}", status=status
             )
-        header = ping.connection.header("www-authenticate")
-        if header is None:
-            raise ProtocolViolation(
-                f"vantage {self._curl.vantage!r}: 401 from /v2/ without a WWW-Authenticate header"
+        host = self._reference.registry_host
+        credentials = self._credentials.for_registry(host)
+        try:
+            plan = plan_authentication(
+                ping.connection.header("www-authenticate"),
+                registry_host=host,
+                repository=self._reference.path,
+                credentials=credentials,
+                trusted_realm_hosts=self._credentials.trusted_realm_hosts,
+                limits=self._limits,
             )
-        challenge = bearer_challenge(header, self._limits)
-        if challenge is None:
-            raise ProtocolViolation(
-                f"vantage {self._curl.vantage!r}: registry offers no Bearer challenge "
-                "(anonymous Basic auth is not supported)"
-            )
-        url = token_url(challenge, self._reference.path)
-        response = self._curl.fetch(
-            Request(url), cap=self._limits.token_bytes, what="token request"
-        )
-        if response.connection.status != _HTTP_OK:
+        except (ProtocolViolation, ConfigurationError) as exc:
+            raise type(exc)(f"vantage {self._curl.vantage!r}: {exc}") from None
+        if isinstance(plan, BasicAuth):
+            what = "registry ping with credentials (GET /v2/)"
+            request = Request(v2, [("Authorization", plan.authorization)], follow_redirects=False)
+        else:
+            what = "token request"
+            headers = [("Authorization", plan.authorization)] if plan.authorization else []
+            # A credentialed token request is never redirected: the realm was checked, a
+            # redirect target was not.
+            request = Request(plan.url, headers, follow_redirects=plan.authorization is None)
+        response = self._curl.fetch(request, cap=self._limits.token_bytes, what=what)
+        status = response.connection.status
+        if status != _HTTP_OK:
+            refused = refusal(status, host, credentials, what=what)
+            if refused is not None:
+                raise type(refused)(f"vantage {self._curl.vantage!r}: {refused}")
             raise HttpError(
-                f"vantage {self._curl.vantage!r}: token realm answered HTTP "
-                f"{response.connection.status}",
-                status=response.connection.status,
+                f"vantage {self._curl.vantage!r}: {what} answered HTTP {status}", status=status
             )
-        self._token = parse_token_response(response.body, self._limits)
+        if isinstance(plan, BasicAuth):
+            self._basic = plan.authorization
+        else:
+            self._token = parse_token_response(response.body, self._limits)
         self._authenticated = True
 
     def _headers(self, accept: str | None) -> list[tuple[str, str]]:
@@ -89,6 +159,8 @@ class RegistrySession:
             headers.append(("Accept", accept))
         if self._token is not None:
             headers.append(("Authorization", f"Bearer {self._token}"))
+        elif self._basic is not None:
+            headers.append(("Authorization", self._basic))
         return headers
 
     def manifest(self, reference: str, *, what: str, expected: Digest | None) -> FetchedManifest:

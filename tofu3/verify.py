@@ -13,9 +13,10 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+from tofu3.credentials import RegistryCredentials
 from tofu3.digest import Digest
 from tofu3.errors import (
     ConfigurationError,
@@ -37,7 +38,7 @@ from tofu3.observation import (
 )
 from tofu3.oci.manifest import Descriptor, ImageManifest, Index, Manifest, parse_manifest
 from tofu3.oci.platform import PlatformFilter, entry_labels, select
-from tofu3.protocol import FetchedManifest, RegistrySession
+from tofu3.protocol import FetchedManifest, RegistrySession, TokenCache
 from tofu3.reference import Reference
 from tofu3.remote.curl import BlobDownload, Curl
 from tofu3.remote.probe import VantageFacts, probe
@@ -78,6 +79,8 @@ class Options:
     platforms: tuple[PlatformFilter, ...] = ()
     jobs: int = 4
     limits: Limits = DEFAULT_LIMITS
+    # Registry credentials by registry host; they reach a vantage only inside curl's stdin.
+    credentials: RegistryCredentials = field(default_factory=RegistryCredentials)
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,8 @@ class Connected:
     vantage: Vantage
     connection: SshConnection
     facts: VantageFacts
+    # Pull tokens for the whole run: a batch asks each realm once per repository.
+    tokens: TokenCache = field(default_factory=TokenCache)
 
 
 def connect_all(
@@ -306,7 +311,9 @@ class _Walk:
         self.options = options
         self.progress = progress
         curl = Curl(item.connection, item.facts, item.vantage.curl_args, options.limits)
-        self.session = RegistrySession(curl, reference, options.limits)
+        self.session = RegistrySession(
+            curl, reference, options.limits, item.tokens, options.credentials
+        )
         self.observations: list[Observation] = []
         self.lock = threading.Lock()
         self.current_key: str | None = None

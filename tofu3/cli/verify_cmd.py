@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-from tofu3.cli import verify_outputs
+from tofu3.cli import credential_args, verify_outputs
 from tofu3.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_REJECTED,
@@ -25,7 +26,7 @@ from tofu3.oci.platform import parse_platform_filter
 from tofu3.reference import Reference
 from tofu3.release.url import check_sha256_use, parse_target
 from tofu3.release.walk import verify_target_connected
-from tofu3.report.terminal import LiveProgress, print_verdict
+from tofu3.report.terminal import LiveProgress, print_summary, print_verdict
 from tofu3.verdict import Verdict
 from tofu3.verify import (
     Options,
@@ -43,9 +44,19 @@ def register(commands: Any) -> None:
     verify.set_defaults(handler=run)
     verify.add_argument(
         "references",
-        nargs="+",
+        nargs="*",
         metavar="REF",
         help="e.g. ghcr.io/homebrew/core/wget:1.24.5, or the https URL of a release file",
+    )
+    verify.add_argument(
+        "-f",
+        "--file",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE",
+        help="read references from FILE, one per line ('#' starts a comment); repeatable. "
+        "Every reference is verified over the same SSH connection per vantage",
     )
     verify.add_argument(
         "--sha256",
@@ -78,6 +89,7 @@ def register(commands: Any) -> None:
         help="write the JSON report to FILE (atomically, whatever the verdict)",
     )
     verify_outputs.add_arguments(verify)
+    credential_args.add_arguments(verify)
     verify.add_argument(
         "--jobs",
         type=int,
@@ -149,10 +161,29 @@ def _verify_all(
     return verdicts, codes, False
 
 
+def read_reference_files(paths: list[Path]) -> list[str]:
+    """References from ``-f`` files: one per line; blank lines and ``#`` comments skipped."""
+    texts: list[str] = []
+    for path in paths:
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigurationError(f"cannot read references from {path}: {exc}") from None
+        for line in lines:
+            # A comment starts a line or follows a space: URLs may carry '#sha256=' pins.
+            text = re.split(r"\s#", line, maxsplit=1)[0].strip()
+            if text and not text.startswith("#"):
+                texts.append(text)
+    return texts
+
+
 def run(args: argparse.Namespace, out: Console, err: Console) -> int:
     """``tofu3 verify``: exit with the worst verdict (1 > 3 > 2 > 0)."""
-    check_sha256_use(args.references, args.sha256)
-    references, codes = _parse_references(args.references, err, args.sha256)
+    texts = [*args.references, *read_reference_files(args.file)]
+    if not texts:
+        raise ConfigurationError("no reference given: name at least one REF or pass -f FILE")
+    check_sha256_use(texts, args.sha256)
+    references, codes = _parse_references(texts, err, args.sha256)
     if not 1 <= args.jobs <= MAX_JOBS:
         raise ConfigurationError(f"--jobs must be between 1 and {MAX_JOBS}")
     platforms = tuple(parse_platform_filter(p) for p in args.platform)
@@ -163,13 +194,14 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> int:
         platforms=platforms,
         jobs=args.jobs,
         limits=DEFAULT_LIMITS.with_timeouts(connect=args.connect_timeout, stall=args.stall_timeout),
+        credentials=credential_args.credentials_from_args(args, references),
     )
     # Reports, sign-off, attestation and ledger: checked and opened before any vantage is
     # contacted; applied (tag history) and written once the verdicts are in.
     outputs = verify_outputs.Outputs(args)
     try:
         verdicts, usage_codes, interrupted = _verify_all(references, inventory, options, err)
-        finished = outputs.finish(verdicts, many=len(args.references) > 1)
+        finished = outputs.finish(verdicts, many=len(texts) > 1)
     finally:
         outputs.close()
     codes.extend(usage_codes)
@@ -179,6 +211,8 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> int:
         print_verdict(human, verdict)
     for note in finished.notes:
         err.print(escape(note), soft_wrap=True)
+    if len(verdicts) > 1:
+        print_summary(human, verdicts)
     if args.json and verdicts:
         sys.stdout.write(finished.json_text)
         sys.stdout.flush()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Sequence
 from types import TracebackType
 
 from rich.box import SIMPLE
@@ -176,3 +177,24 @@ def print_verdict(console: Console, verdict: Verdict) -> None:
         console.print(f"... and {hidden} more findings (all of them are in --json/--report)")
     # soft_wrap: the pinned reference must stay on one line to be copied.
     console.print(verdict_line(verdict), soft_wrap=True)
+
+
+def print_summary(console: Console, verdicts: Sequence[Verdict]) -> None:
+    """One line per reference after a batch, and the counts."""
+    table = Table(title="summary", title_justify="left", box=SIMPLE)
+    table.add_column("verdict", no_wrap=True)
+    table.add_column("reference", overflow="fold")
+    table.add_column("use", overflow="fold")
+    for verdict in verdicts:
+        style = _STYLE[verdict.kind]
+        table.add_row(
+            f"[{style}]{verdict.kind.value.upper()}[/]",
+            escape(verdict.reference.original),
+            escape(verdict.pinned_reference or ""),
+        )
+    console.print(table)
+    counts = Counter(v.kind for v in verdicts)
+    console.print(
+        ", ".join(f"{counts.get(kind, 0)} {kind.value}" for kind in VerdictKind)
+        + f" of {len(verdicts)} references"
+    )
