@@ -290,8 +290,10 @@ class DistributionRegistry:
         self._log.close()
 
 
-def _config(directory: Path, port: int, cert: Path, key: Path) -> str:
-    config = {
+def _config(
+    directory: Path, port: int, cert: Path, key: Path, auth: Mapping[str, Any] | None = None
+) -> str:
+    config: dict[str, Any] = {
         "version": 0.1,
         "log": {"level": "warn", "accesslog": {"disabled": True}},
         "storage": {
@@ -305,14 +307,17 @@ def _config(directory: Path, port: int, cert: Path, key: Path) -> str:
             "tls": {"certificate": str(cert), "key": str(key)},
         },
     }
+    if auth is not None:
+        config["auth"] = dict(auth)
     return yaml.safe_dump(config, sort_keys=False)
 
 
 def start_distribution_registry(
-    directory: Path, *, ca_cert: Path, ca_key: Path
+    directory: Path, *, ca_cert: Path, ca_key: Path, auth: Mapping[str, Any] | None = None
 ) -> DistributionRegistry:
     """Start ``docker-registry serve`` in ``directory`` on a free loopback port, presenting a
-    certificate the lab CA issued for ``localhost`` and 127.0.0.1; return once it answers."""
+    certificate the lab CA issued for ``localhost`` and 127.0.0.1; return once it answers.
+    ``auth`` is the config's ``auth`` section (htpasswd or token), when it needs one."""
     directory.mkdir(parents=True, exist_ok=True)
     tls = issue_server_cert(
         directory,
@@ -326,7 +331,7 @@ def start_distribution_registry(
     for _ in range(START_ATTEMPTS):
         port = free_port("127.0.0.1")
         config = directory / "config.yml"
-        config.write_text(_config(directory, port, tls.cert, tls.key), encoding="utf-8")
+        config.write_text(_config(directory, port, tls.cert, tls.key, auth), encoding="utf-8")
         log = (directory / "registry.log").open("ab")
         process = subprocess.Popen(
             [str(DOCKER_REGISTRY), "serve", str(config)],
@@ -353,14 +358,15 @@ def start_distribution_registry(
 
 
 def _wait_until_answering(registry: DistributionRegistry) -> bool:
-    """True once ``GET /v2/`` answers 200; False if the process exits or time runs out."""
+    """True once ``GET /v2/`` answers (200, or 401 with auth on); False if the process exits
+    or time runs out."""
     deadline = time.monotonic() + START_TIMEOUT
     with registry.client() as client:
         while time.monotonic() < deadline:
             if not registry.running():
                 return False
             try:
-                if client.get("/v2/", timeout=2.0).status_code == 200:
+                if client.get("/v2/", timeout=2.0).status_code in (200, 401):
                     return True
             except httpx.TransportError:
                 pass

@@ -18,7 +18,7 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
-from tofu3.cli import verify_outputs
+from tofu3.cli import credential_args, verify_outputs
 from tofu3.cli.common import (
     EXIT_ACCEPTED,
     EXIT_INCONCLUSIVE,
@@ -110,6 +110,7 @@ def register(commands: Any) -> None:
         help="write the verification's JSON report to FILE (atomically, whatever the verdict)",
     )
     verify_outputs.add_arguments(fetch)
+    credential_args.add_arguments(fetch)
     fetch.add_argument(
         "--jobs",
         type=int,
@@ -131,12 +132,13 @@ def _target(args: argparse.Namespace) -> tuple[Reference, HttpOptions, Options, 
         raise ConfigurationError(f"--jobs must be between 1 and {MAX_JOBS}")
     if args.cacert is not None and not args.cacert.is_file():
         raise ConfigurationError(f"--cacert {args.cacert}: no such file")
-    http = HttpOptions(
-        cacert=args.cacert, connect_to=tuple(parse_connect_to(t) for t in args.connect_to)
-    )
+    connect_to = tuple(parse_connect_to(t) for t in args.connect_to)
     max_age = parse_max_age(args.max_age) if args.max_age is not None else None
     check_output(args.output)
-    return reference, http, Options(platforms=platforms, jobs=args.jobs), max_age
+    credentials = credential_args.credentials_from_args(args, [reference])
+    http = HttpOptions(cacert=args.cacert, connect_to=connect_to, credentials=credentials)
+    options = Options(platforms=platforms, jobs=args.jobs, credentials=credentials)
+    return reference, http, options, max_age
 
 
 def _verify(

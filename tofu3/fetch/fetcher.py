@@ -154,7 +154,7 @@ class _ImageFetch:
         self.agreed = agreed
         self.platforms = platforms
         self.limits = http.limits
-        self.registry = CoordinatorRegistry(client, agreed.reference, http.limits)
+        self.registry = CoordinatorRegistry(client, agreed.reference, http.limits, http.credentials)
         self.manifests: dict[Digest, bytes] = {}
         self.blobs: dict[Digest, int] = {}
 

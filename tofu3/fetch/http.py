@@ -14,12 +14,13 @@ import re
 import ssl
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 import httpx
 
+from tofu3.credentials import RegistryCredentials
 from tofu3.errors import ConfigurationError, FetchFailed, ProtocolViolation
 from tofu3.limits import DEFAULT_LIMITS, Limits
 from tofu3.oci.challenge import check_url
@@ -65,6 +66,8 @@ class HttpOptions:
     cacert: Path | None = None
     connect_to: tuple[ConnectTo, ...] = ()
     limits: Limits = DEFAULT_LIMITS
+    # For the coordinator's own token request (or Basic auth), as the vantages use them.
+    credentials: RegistryCredentials = field(default_factory=RegistryCredentials)
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,14 @@ from typing import BinaryIO
 
 import httpx
 
+from tofu3.credentials import RegistryCredentials
+from tofu3.credentials.auth import BasicAuth, plan_authentication, refusal
 from tofu3.digest import Digest, algorithm_of, digest_bytes
 from tofu3.errors import FetchedBytesMismatch, FetchFailed, ProtocolViolation
 from tofu3.fetch.http import CoordinatorHttp, iter_body, read_capped
 from tofu3.limits import DEFAULT_LIMITS, Limits
 from tofu3.oci import media_types as mt
-from tofu3.oci.challenge import bearer_challenge, parse_token_response, token_url
+from tofu3.oci.challenge import parse_token_response
 from tofu3.reference import Reference
 
 _HTTP_OK = 200
@@ -30,17 +32,24 @@ class CoordinatorRegistry:
     """The coordinator's conversation with the registry of one reference."""
 
     def __init__(
-        self, http: CoordinatorHttp, reference: Reference, limits: Limits = DEFAULT_LIMITS
+        self,
+        http: CoordinatorHttp,
+        reference: Reference,
+        limits: Limits = DEFAULT_LIMITS,
+        credentials: RegistryCredentials | None = None,
     ) -> None:
         self._http = http
         self._reference = reference
         self._limits = limits
         self._token: str | None = None
+        self._credentials = credentials or RegistryCredentials()
+        self._basic: str | None = None
         self._authenticated = False
         self._base = f"https://{reference.registry_host}/v2/{reference.path}"
 
     def authenticate(self) -> None:
-        """``GET /v2/``; on a Bearer challenge, an anonymous pull token from the realm."""
+        """``GET /v2/``; then a pull token from the realm, or Basic auth to the registry, by
+        the same rules as the vantages (credentials/auth.py)."""
         what = "registry ping (GET /v2/)"
         url = f"https://{self._reference.registry_host}/v2/"
         with self._http.get(url, follow_redirects=False, what=what) as ping:
@@ -52,18 +61,34 @@ class CoordinatorRegistry:
             return
         if status != _HTTP_UNAUTHORIZED:
             raise FetchFailed(f"{what}: HTTP {status}")
-        if header is None:
-            raise ProtocolViolation(f"{what}: 401 without a WWW-Authenticate header")
-        challenge = bearer_challenge(header, self._limits)
-        if challenge is None:
-            raise ProtocolViolation(f"{what}: the registry offers no Bearer challenge")
-        what = "token request"
-        with self._http.get(token_url(challenge, self._reference.path), what=what) as response:
+        host = self._reference.registry_host
+        credentials = self._credentials.for_registry(host)
+        plan = plan_authentication(
+            header,
+            registry_host=host,
+            repository=self._reference.path,
+            credentials=credentials,
+            trusted_realm_hosts=self._credentials.trusted_realm_hosts,
+            limits=self._limits,
+        )
+        if isinstance(plan, BasicAuth):
+            what, target, follow = "registry ping with credentials (GET /v2/)", url, False
+            headers = [("Authorization", plan.authorization)]
+        else:
+            what, target, follow = "token request", plan.url, plan.authorization is None
+            headers = [("Authorization", plan.authorization)] if plan.authorization else []
+        with self._http.get(target, headers, follow_redirects=follow, what=what) as response:
             status = response.status_code
             body = read_capped(response, self._limits.token_bytes, what)
         if status != _HTTP_OK:
+            refused = refusal(status, host, credentials, what=what)
+            if refused is not None:
+                raise refused
             raise FetchFailed(f"{what}: the token realm answered HTTP {status}")
-        self._token = parse_token_response(body, self._limits)
+        if isinstance(plan, BasicAuth):
+            self._basic = plan.authorization
+        else:
+            self._token = parse_token_response(body, self._limits)
         self._authenticated = True
 
     def _headers(self, accept: str | None) -> list[tuple[str, str]]:
@@ -72,6 +97,8 @@ class CoordinatorRegistry:
             headers.append(("Accept", accept))
         if self._token is not None:
             headers.append(("Authorization", f"Bearer {self._token}"))
+        elif self._basic is not None:
+            headers.append(("Authorization", self._basic))
         return headers
 
     def manifest(self, digest: Digest, size: int | None, *, what: str) -> tuple[bytes, str | None]:
