@@ -325,3 +325,35 @@ def test_the_password_never_reaches_a_command_line_a_report_or_a_log(
     finally:
         for vantage in started:
             vantage.stop()
+
+
+def test_fetch_downloads_with_the_same_credentials_on_the_coordinator(
+    loopback_lab: LabState, private: Private, docker_config: Path, tmp_path: Path
+) -> None:
+    inventory = inventory_for(loopback_lab, tmp_path / "inventory.yaml", private)
+    output = tmp_path / "layout"
+    routes = [f"{private.registry.host}:127.0.0.1:{private.registry.port}"]
+    if private.token_server is not None:
+        port = private.token_server.port
+        routes.append(f"localhost:{port}:127.0.0.1:{port}")
+    argv = [sys.executable, "-m", "tofu3", "fetch", private.reference, "-o", str(output)]
+    argv += ["-i", str(inventory), "--cacert", str(loopback_lab.ca_cert)]
+    for route in routes:
+        argv += ["--connect-to", route]
+    argv += ["--username", USER, "--password-stdin"]
+    env = {**os.environ, "NO_COLOR": "1", "DOCKER_CONFIG": str(docker_config)}
+
+    result = subprocess.run(
+        argv,
+        input=PASSWORD,
+        capture_output=True,
+        text=True,
+        timeout=VERIFY_TIMEOUT,
+        env=env,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "FETCHED oci-layout" in result.stdout
+    assert (output / "index.json").is_file()
+    assert PASSWORD not in result.stdout + result.stderr
