@@ -4,7 +4,7 @@
 # registry. Network-namespace tests need root (CI runs as root).
 set -eu
 cd "$(dirname "$0")/.."
-sh scripts/install.sh docker-registry skopeo
+sh scripts/install.sh docker-registry skopeo apache2-utils
 .venv/bin/ruff check tofu3 tests
 .venv/bin/ruff format --check tofu3 tests
 .venv/bin/mypy
