@@ -198,13 +198,30 @@ def start_verify(
 ) -> subprocess.Popen[str]:
     """``tofu3 verify --json`` started in the background; the caller waits for it."""
     environment = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200", "TOFU3_LAB_DIR": str(lab_dir)}
+    # -X faulthandler: SIGABRT makes it print every thread's stack (see wait_until_held).
+    command = [sys.executable, "-X", "faulthandler", "-m", "tofu3", "verify", reference]
     return subprocess.Popen(
-        [sys.executable, "-m", "tofu3", "verify", reference, "-i", str(inventory), "--json", *args],
+        [*command, "-i", str(inventory), "--json", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=environment,
     )
+
+
+def wait_until_held(lab: AttackLab, process: subprocess.Popen[str], after: int) -> None:
+    """Wait until the lab's CDN holds a layer half-sent (the "stall" switch) for the
+    verification ``process``; if that never happens, end it and say what it printed."""
+    try:
+        wait_for_log_line(lab.directory / "registry.log", " cdn ", " holding ", after=after)
+    except AssertionError as error:
+        process.send_signal(signal.SIGABRT)  # where it waits, on stderr; then it ends
+        try:
+            _, stderr = process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            _, stderr = process.communicate()
+        raise AssertionError(f"{error}; verify printed:\n{stderr[-8000:]}") from None
 
 
 def finish(process: subprocess.Popen[str]) -> CliResult:

@@ -272,9 +272,13 @@ class LabHandler(BaseHTTPRequestHandler):
         self._send_head(200, content_type, headers, len(data))
         if self.command == "HEAD":
             return
-        self.wfile.write(data[: len(data) // 2])
+        half = len(data) // 2
+        self.wfile.write(data[:half])
         self.wfile.flush()
         self.close_connection = True
+        # Its own log line: a test (or a person) can tell when a client is being held.
+        path = urlsplit(self.path).path
+        self.lab.state.log.write(self.lab.role.value, self.client_address[0], "holding", path)
         deadline = time.monotonic() + STALL_SECONDS
         while time.monotonic() < deadline:
             readable, _, _ = select.select([self.connection], [], [], 1.0)

@@ -310,15 +310,19 @@ def _handshake_failure(
     client: paramiko.SSHClient, exc: paramiko.SSHException, limits: Limits
 ) -> BaseException:
     """What really ended a failed connect. When the banner or the key exchange does not
-    finish in time, paramiko goes on to authenticate and fails with "No existing session";
-    the transport keeps the real reason, if it has one."""
-    if str(exc) != "No existing session":
-        return exc
-    transport = client.get_transport()
-    cause = transport.get_exception() if transport is not None else None
-    if cause is not None:
-        return cause
-    return TimeoutError(f"no SSH handshake within {limits.ssh_connect_timeout:g} s")
+    finish in time, paramiko either says it could not read the banner or goes on to
+    authenticate and fails with "No existing session" (keeping the real reason, if it has
+    one, in the transport): both are a vantage that hung, and are said the same way."""
+    cause: BaseException = exc
+    if str(exc) == "No existing session":
+        transport = client.get_transport()
+        saved = transport.get_exception() if transport is not None else None
+        cause = saved if saved is not None else TimeoutError()
+    if isinstance(cause, TimeoutError) or str(cause) == "Error reading SSH protocol banner":
+        return TimeoutError(
+            f"no SSH handshake (banner and key exchange) within {limits.ssh_connect_timeout:g} s"
+        )
+    return cause
 
 
 def _peer(sock: object) -> tuple[str, int] | None:
