@@ -25,6 +25,7 @@ from rich.table import Table
 
 from tofu3.digest import short
 from tofu3.observation import ArtifactKind
+from tofu3.oci.manifest import ANNOTATION_BOTTLE_DIGEST
 from tofu3.verdict import Artifact, Severity, Verdict, VerdictKind
 
 _MAX_FINDINGS_SHOWN = 12
@@ -164,9 +165,38 @@ def verdict_line(verdict: Verdict) -> str:
     return f"{head}: {reason}{suffix}"
 
 
+def bottle_lines(verdict: Verdict) -> list[str]:
+    """For each Homebrew bottle: the layer digest beside the index's sh.brew.bottle.digest
+    (the sha256 Homebrew's formula pins), flagged when they differ."""
+    by_key = {artifact.key: artifact for artifact in verdict.artifacts}
+    lines: list[str] = []
+    for artifact in verdict.artifacts:
+        if artifact.kind is not ArtifactKind.MANIFEST or not artifact.observations:
+            continue
+        annotations = next(iter(artifact.observations.values())).annotations
+        claimed = annotations.get(ANNOTATION_BOTTLE_DIGEST)
+        layer = by_key.get(f"{artifact.key}/layer[0]")
+        if claimed is None or layer is None or layer.digest is None:
+            continue
+        sha256 = layer.digest.removeprefix("sha256:")
+        if claimed == sha256:
+            lines.append(
+                f"  bottle {escape(artifact.key)}: sha256 {sha256} "
+                "[green]✓[/] = sh.brew.bottle.digest"
+            )
+        else:
+            lines.append(
+                f"  bottle {escape(artifact.key)}: layer sha256 {sha256} [red]✗ DIFFERS[/] "
+                f"from sh.brew.bottle.digest {escape(claimed[:80])}"
+            )
+    return lines
+
+
 def print_verdict(console: Console, verdict: Verdict) -> None:
-    """Table, findings, verdict line."""
+    """Table, bottle checksums, findings, verdict line."""
     console.print(render_table(verdict))
+    for line in bottle_lines(verdict):
+        console.print(line, soft_wrap=True)
     for finding in verdict.findings[:_MAX_FINDINGS_SHOWN]:
         colour = "red" if finding.severity is Severity.CRITICAL else "yellow"
         console.print(
