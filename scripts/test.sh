@@ -5,7 +5,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 sh scripts/install.sh docker-registry skopeo apache2-utils
-.venv/bin/ruff check tofu3 tests
-.venv/bin/ruff format --check tofu3 tests
+.venv/bin/ruff check tofu3 tests bench
+.venv/bin/ruff format --check tofu3 tests bench
 .venv/bin/mypy
 exec .venv/bin/python -m pytest -q "$@"

@@ -1,0 +1,117 @@
+"""The bare baseline: what a careful human would type instead of tofu3.
+
+One ``ssh vantage sh -s`` session per vantage, the three in parallel, with the system OpenSSH
+client (the lab client key, the host keys pinned in the inventory, no ~/.ssh/config). Each
+session runs a script, fed on stdin, that makes the same requests tofu3 makes, one after the
+other: the registry ping (``GET /v2/``; the distribution registry is open, so there is no token
+to fetch), the manifest by tag, every child manifest by digest, every blob; each body piped
+into ``sha256sum`` on the vantage. The script is given the digests (a human with jq would read
+them from the manifest), and fetches and hashes the manifests as well. The bench checks every
+printed hash, so a baseline that downloaded the wrong bytes fails instead of looking fast.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.images import Artifact
+from tofu3.inventory import Vantage
+from tofu3.oci.media_types import ACCEPT
+
+PING_OK = "ping-ok"
+
+
+@dataclass(frozen=True)
+class BareSession:
+    """One vantage's part of the baseline: the ssh command and the script for its stdin."""
+
+    vantage: str
+    argv: tuple[str, ...]
+    script: str
+    expected: tuple[str, ...]  # what the script must print: PING_OK, then one hex per download
+
+
+def known_hosts_text(vantages: Sequence[Vantage]) -> str:
+    """An OpenSSH known_hosts file holding the inventory's pinned host keys."""
+    lines = []
+    for vantage in vantages:
+        if vantage.host_key is None:
+            raise ValueError(f"vantage {vantage.name} has no pinned host key in the inventory")
+        key = " ".join(vantage.host_key.split()[:2])
+        lines.append(f"[{vantage.host}]:{vantage.port} {key}")
+    return "\n".join(lines) + "\n"
+
+
+def ssh_options(vantage: Vantage, known_hosts: Path) -> list[str]:
+    """OpenSSH client options for ``vantage``: no ~/.ssh/config, the inventory's key and
+    user, host keys checked strictly against ``known_hosts`` only."""
+    if vantage.identity_file is None or vantage.user is None:
+        raise ValueError(f"vantage {vantage.name} needs a user and an identity_file")
+    return [
+        "-F",
+        "/dev/null",
+        "-T",
+        "-i",
+        vantage.identity_file,
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        f"UserKnownHostsFile={known_hosts}",
+        "-o",
+        "GlobalKnownHostsFile=/dev/null",
+        "-o",
+        "LogLevel=ERROR",
+        "-p",
+        str(vantage.port),
+        "-l",
+        vantage.user,
+    ]
+
+
+def ssh_argv(vantage: Vantage, known_hosts: Path, command: str = "sh -s") -> tuple[str, ...]:
+    """``ssh ... HOST COMMAND`` for ``vantage`` (see ssh_options)."""
+    return ("ssh", *ssh_options(vantage, known_hosts), vantage.host, command)
+
+
+def bare_script(curl_args: Sequence[str], registry_host: str, artifact: Artifact) -> str:
+    """The POSIX sh script one vantage runs: every request in order, each hashed on the way."""
+    curl = shlex.join(["curl", "-q", "-fsSL", *curl_args])
+    base = f"https://{registry_host}/v2/{artifact.repository}"
+    lines = [
+        "set -u",
+        f"{curl} -o /dev/null {shlex.quote(f'https://{registry_host}/v2/')} && echo {PING_OK}",
+    ]
+    accept = shlex.quote(f"Accept: {ACCEPT}")
+    for download in artifact.downloads:
+        url = shlex.quote(f"{base}/{download.kind}/{download.reference}")
+        header = f"-H {accept} " if download.kind == "manifests" else ""
+        lines.append(f"{curl} {header}{url} | sha256sum")
+    return "\n".join(lines) + "\n"
+
+
+def bare_sessions(
+    vantages: Sequence[Vantage], known_hosts: Path, registry_host: str, artifact: Artifact
+) -> list[BareSession]:
+    """One session per vantage, each with the vantage's own curl_args from the inventory."""
+    expected = (PING_OK, *(d.digest.removeprefix("sha256:") for d in artifact.downloads))
+    return [
+        BareSession(
+            vantage=vantage.name,
+            argv=ssh_argv(vantage, known_hosts),
+            script=bare_script(vantage.curl_args, registry_host, artifact),
+            expected=expected,
+        )
+        for vantage in vantages
+    ]
+
+
+def printed(output: str) -> tuple[str, ...]:
+    """What a session printed, as BareSession.expected spells it (``sha256sum`` adds ``  -``)."""
+    return tuple(line.split()[0] for line in output.splitlines() if line.strip())
