@@ -20,7 +20,6 @@ from tests.integration.distribution import (
     DistributionRegistry,
     start_distribution_registry,
 )
-from tofu3.lab import sshd as lab_sshd
 from tofu3.lab.manager import LabMode, LabState, lab_down, lab_status, lab_up, write_inventory
 from tofu3.lab.pki import ensure_pki
 from tofu3.lab.sshd import end_process
@@ -62,31 +61,10 @@ def stop_lab(directory: Path) -> None:
 
 @contextlib.contextmanager
 def sshd_without_rc_files() -> Iterator[None]:
-    """While this is open, lab sshd vantages start with ``SetEnv SHLVL=1`` in their config.
-
-    bash reads ~/.bashrc for an sshd command only as a top-level shell (SHLVL unset); with
-    SHLVL=1 it is a nested one and reads nothing, like a vantage user whose login shell is
-    /bin/sh (docs/vantages.md). The lab has no option for it, so this wraps its sshd config
-    writer for the duration; the lab's code is unchanged.
-    """
-    original = lab_sshd._sshd_config
-
-    def with_shlvl(
-        directory: Path,
-        listen: str,
-        user: str,
-        path_prefix: Path | None,
-        *,
-        forwarding: bool = False,
-    ) -> str:
-        config = original(directory, listen, user, path_prefix, forwarding=forwarding)
-        return config + "SetEnv SHLVL=1\n"
-
-    lab_sshd._sshd_config = with_shlvl
-    try:
-        yield
-    finally:
-        lab_sshd._sshd_config = original
+    """Kept for ``--plain-login-shell``: the lab's sshd now sets ``SetEnv SHLVL=1`` itself
+    (bash then reads no rc file for sshd's commands, like a vantage user whose login shell is
+    /bin/sh), so every run measures that setting and this changes nothing."""
+    yield
 
 
 class Stage:

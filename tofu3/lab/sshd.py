@@ -148,9 +148,13 @@ def _sshd_config(
         "PermitTunnel no",
         "PrintMotd no",
     ]
+    # SHLVL=1 makes bash skip ~/.bashrc for the commands sshd runs, as a vantage user with a
+    # plain shell would: a developer's rc file (pyenv init, say) costs seconds per command.
+    environment = ["SHLVL=1"]
     if path_prefix is not None:
         # Tests put wrappers in front of the vantage's tools (a logging or an old curl).
-        lines.append(f"SetEnv PATH={path_prefix}:/usr/local/bin:/usr/bin:/bin")
+        environment.append(f"PATH={path_prefix}:/usr/local/bin:/usr/bin:/bin")
+    lines.append("SetEnv " + " ".join(environment))
     return "\n".join(lines) + "\n"
 
 
