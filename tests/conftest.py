@@ -7,6 +7,12 @@ import os
 from collections.abc import Generator, Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Shared, noisy machines: no per-example deadline and no "too slow" health check anywhere
+# (a slow draw says nothing about the parser under test).
+settings.register_profile("tofu3", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("tofu3")
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Protocol
@@ -110,7 +110,7 @@ def connect_all(
             name=vantage.name,
             host=vantage.address,
             host_key_fingerprint=fingerprint,
-            failure=_failure(exc),
+            failure=failure_of(exc),
             duration=time.monotonic() - started[vantage.name],
         )
 
@@ -256,10 +256,19 @@ def verify_connected(
 ) -> list[VantageRun]:
     """Run the protocol on every connected vantage in parallel. On Ctrl-C, close every
     connection (which ends the remote commands) and raise VerificationInterrupted."""
+    return run_on_vantages(connected, lambda item: _walk(reference, item, options, progress))
+
+
+def run_on_vantages(
+    connected: Sequence[Connected], work: Callable[[Connected], VantageRun]
+) -> list[VantageRun]:
+    """``work`` on every connected vantage in parallel, one thread each. On Ctrl-C, close
+    every connection (which ends the remote commands) and raise VerificationInterrupted with
+    each vantage's run as it stood."""
     if not connected:
         return []
     pool = ThreadPoolExecutor(max_workers=len(connected))
-    futures = [pool.submit(_walk, reference, item, options, progress) for item in connected]
+    futures = [pool.submit(work, item) for item in connected]
     try:
         return [future.result() for future in futures]
     except KeyboardInterrupt:
@@ -289,7 +298,8 @@ def _raise_shared_configuration_error(runs: Sequence[VantageRun]) -> None:
         raise ConfigurationError(first.message if first is not None else "configuration error")
 
 
-def _failure(exc: Tofu3Error, key: str | None = None) -> Failure:
+def failure_of(exc: Tofu3Error, key: str | None = None) -> Failure:
+    """Which side of the trust boundary a vantage's error is on."""
     if isinstance(exc, IntegrityError):
         kind = FailureKind.INTEGRITY
     elif isinstance(exc, ConfigurationError):
@@ -488,7 +498,7 @@ def _walk(
     try:
         walk.run()
     except Tofu3Error as exc:
-        failure = _failure(exc)
+        failure = failure_of(exc)
     text = "done" if failure is None else failure.message
     progress.finished(item.vantage.name, failure is None, text)
     return VantageRun(

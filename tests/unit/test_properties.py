@@ -19,7 +19,7 @@ from collections import Counter
 from typing import Any
 
 import yaml
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tofu3.digest import algorithm_of, hex_of, parse_digest
@@ -38,7 +38,13 @@ from tofu3.oci.challenge import parse_challenges, parse_token_response, token_ur
 from tofu3.oci.manifest import ImageManifest, Index, parse_manifest
 from tofu3.oci.platform import parse_platform_filter
 
-EXAMPLES = settings(max_examples=300, deadline=None)
+# No deadline and no "too slow" health check: CI machines are shared and noisy, and a slow
+# draw says nothing about the parser.
+EXAMPLES = settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 # Field name -> strategy tables, typed loosely enough for values of mixed types.
 Fields = dict[str, st.SearchStrategy[Any]]
 

@@ -176,7 +176,7 @@ def test_arbitrary_text_parses_or_raises_invalid_reference(text: str) -> None:
 
 
 @given(ANY_REFERENCE_TEXT)
-@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @example("foo_bar.com/app")
 @example("Foo/bar")
 @example("Foo_bar/x")
@@ -194,7 +194,7 @@ def test_accepts_exactly_what_distribution_accepts(text: str) -> None:
 
 
 @given(ANY_REFERENCE_TEXT)
-@settings(suppress_health_check=[HealthCheck.too_slow])
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_normalized_form_parses_back_to_the_same_reference(text: str) -> None:
     reference = _parse_or_none(text)
     if reference is None:
@@ -212,7 +212,7 @@ def test_normalized_form_parses_back_to_the_same_reference(text: str) -> None:
 
 
 @given(ANY_REFERENCE_TEXT)
-@settings(suppress_health_check=[HealthCheck.too_slow])
+@settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_parsed_reference_holds_only_safe_characters(text: str) -> None:
     reference = _parse_or_none(text)
     if reference is None:

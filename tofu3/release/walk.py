@@ -9,36 +9,31 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 
 from tofu3.digest import algorithm_of
 from tofu3.errors import (
-    ConfigurationError,
     HttpError,
-    IntegrityError,
     Tofu3Error,
 )
 from tofu3.inventory import Inventory
-from tofu3.observation import ArtifactKind, Expected, Failure, FailureKind, Observation, VantageRun
+from tofu3.observation import ArtifactKind, Expected, Failure, Observation, VantageRun
 from tofu3.reference import Reference
 from tofu3.release.url import ReleaseReference
 from tofu3.remote.curl import Curl, Request
 from tofu3.verdict import Verdict
 from tofu3.verify import (
-    INTERRUPTED,
     Connected,
     Options,
     Progress,
     SilentProgress,
-    VerificationInterrupted,
     connect_all,
     decide_runs,
+    failure_of,
+    run_on_vantages,
     verify_connected,
 )
 
 _HTTP_OK = 200
-_INTERRUPT_GRACE_SECONDS = 10.0
 
 
 def verify_release(
@@ -78,28 +73,7 @@ def verify_release_connected(
     """Download on every connected vantage in parallel. On Ctrl-C, close every connection
     (which ends curl on the vantages) and raise VerificationInterrupted, as image
     verification does."""
-    if not connected:
-        return []
-    pool = ThreadPoolExecutor(max_workers=len(connected))
-    futures = [pool.submit(_download, reference, item, options, progress) for item in connected]
-    try:
-        return [future.result() for future in futures]
-    except KeyboardInterrupt:
-        for item in connected:
-            item.connection.close()
-        runs: list[VantageRun] = []
-        for item, future in zip(connected, futures, strict=True):
-            try:
-                run = future.result(timeout=_INTERRUPT_GRACE_SECONDS)
-            except Exception:
-                run = VantageRun(name=item.vantage.name, host=item.vantage.address)
-                run = replace(run, failure=INTERRUPTED)
-            if run.failure is not None and run.failure.kind is not FailureKind.INTEGRITY:
-                run = replace(run, failure=INTERRUPTED)
-            runs.append(run)
-        raise VerificationInterrupted(runs) from None
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+    return run_on_vantages(connected, lambda item: _download(reference, item, options, progress))
 
 
 def _download(
@@ -114,7 +88,7 @@ def _download(
     try:
         observations = (_observe(reference, curl, name, progress),)
     except Tofu3Error as exc:
-        failure = _failure(exc)
+        failure = failure_of(exc)
     progress.finished(name, failure is None, "done" if failure is None else failure.message)
     return VantageRun(
         name=name,
@@ -159,15 +133,3 @@ def _observe(reference: ReleaseReference, curl: Curl, name: str, progress: Progr
         url=connection.url_effective,
         redirects=connection.redirects,
     )
-
-
-def _failure(exc: Tofu3Error) -> Failure:
-    """Which side of the trust boundary a vantage's error is on (as tofu3.verify does)."""
-    if isinstance(exc, IntegrityError):
-        kind = FailureKind.INTEGRITY
-    elif isinstance(exc, ConfigurationError):
-        kind = FailureKind.CONFIGURATION
-    else:
-        kind = FailureKind.TRANSPORT
-    code = getattr(exc, "code", "CONFIGURATION_ERROR")
-    return Failure(kind=kind, code=str(code), message=exc.diagnostics())
