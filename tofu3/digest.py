@@ -6,6 +6,7 @@ A digest is validated before it goes into a URL, a path or a shell.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 from typing import NewType
@@ -77,3 +78,9 @@ def short(digest: str, length: int = 12) -> str:
     """A digest shortened for tables: ``sha256:1b7e2f76c905``."""
     algorithm, _, hex_part = digest.partition(":")
     return f"{algorithm}:{hex_part[:length]}" if hex_part else digest[:length]
+
+
+def ssh_fingerprint(key_blob: bytes) -> str:
+    """OpenSSH's fingerprint of a public key blob: ``SHA256:`` + unpadded base64, as
+    ``ssh-keygen -l`` prints it."""
+    return "SHA256:" + base64.b64encode(hashlib.sha256(key_blob).digest()).decode().rstrip("=")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 import re
 from collections.abc import Mapping
@@ -21,6 +20,7 @@ from dataclasses import replace
 
 import yaml
 
+from tofu3.digest import ssh_fingerprint
 from tofu3.errors import InventoryError
 from tofu3.inventory import Inventory, load_inventory_text
 
@@ -34,7 +34,7 @@ def key_fingerprint(key_line: str) -> str:
         blob = base64.b64decode(key_line.split()[1], validate=True)
     except (IndexError, binascii.Error):
         raise InventoryError(f"not a host key line: {key_line[:60]!r}") from None
-    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+    return ssh_fingerprint(blob)
 
 
 def pin_host_keys(text: str, keys: Mapping[str, str], source: str = "<inventory>") -> str:

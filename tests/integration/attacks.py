@@ -19,8 +19,7 @@ from typing import Any
 import paramiko
 import yaml
 
-from tests.integration.conftest import CLI_TIMEOUT, CliResult, run_cli
-from tofu3.lab.manager import LabState, lab_tamper
+from tests.integration.conftest import CLI_TIMEOUT, CliResult, Lab, run_cli
 from tofu3.lab.sshd import (
     SshdVantage,
     end_process,
@@ -78,22 +77,8 @@ def verify(lab_dir: Path, reference: str, inventory: Path, *args: str) -> Verifi
 
 
 @dataclass(frozen=True)
-class AttackLab:
-    """A loopback lab for the attack scenarios, and the switches that make it lie."""
-
-    state: LabState
-
-    @property
-    def directory(self) -> Path:
-        return self.state.directory
-
-    @property
-    def inventory(self) -> Path:
-        return self.state.inventory_path
-
-    def tamper(self, vantage: str, kind: str | None) -> None:
-        """Arm ``kind`` for one vantage, or for every client with ``vantage`` "all"."""
-        lab_tamper(vantage, kind, self.directory)
+class AttackLab(Lab):
+    """A loopback lab for the attack scenarios; ``tamper(vantage, kind)`` takes "all" too."""
 
     def verify(self, reference: str, *args: str, inventory: Path | None = None) -> Verification:
         return verify(self.directory, reference, inventory or self.inventory, *args)

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.integration import loopback
 from tofu3.lab.manager import LabMode, LabState, lab_down, lab_tamper, lab_up
 
 WGET = "ghcr.io/homebrew/core/wget:1.24.5"
@@ -114,8 +115,5 @@ def honest_lab(lab: Lab) -> Iterator[Lab]:
 @pytest.fixture(scope="module")
 def loopback_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabState]:
     """A loopback lab for one test module (vantages told apart by source address)."""
-    directory = tmp_path_factory.mktemp("safety-lab")
-    try:
-        yield lab_up(directory, LabMode.LOOPBACK)
-    finally:
-        lab_down(directory)
+    with loopback.loopback_lab(tmp_path_factory.mktemp("loopback-lab")) as state:
+        yield state

@@ -35,9 +35,9 @@ from tests.integration.distribution import (
     stand_in_bottle,
     start_distribution_registry,
 )
-from tofu3.lab.manager import LabMode, LabState, lab_down, lab_status, lab_up, write_inventory
+from tofu3.lab.manager import LabState, write_inventory
 from tofu3.lab.pki import ensure_pki
-from tofu3.lab.sshd import end_process, free_port, process_alive
+from tofu3.lab.sshd import free_port, process_alive
 
 pytestmark = pytest.mark.integration
 
@@ -82,21 +82,6 @@ class Outcome:
 
 
 # Fixtures: one lab and one honest registry for the module; an impostor per attack.
-
-
-@pytest.fixture(scope="module")
-def loopback_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabState]:
-    """This module's own loopback lab: three real sshd vantages, stopped at the end."""
-    directory = tmp_path_factory.mktemp("distribution-lab")
-    try:
-        yield lab_up(directory, mode=LabMode.LOOPBACK)
-    finally:
-        try:
-            lab_down(directory)
-        finally:
-            for process in lab_status(directory).processes:
-                if process.alive:
-                    end_process(process.pid)
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,12 @@ import paramiko
 
 from tofu3.errors import HostKeyError, VantageUnreachable
 from tofu3.limits import DEFAULT_LIMITS, Limits
-from tofu3.remote.known_hosts import fingerprint, key_line, known_host_keys
+from tofu3.remote.known_hosts import (
+    RecordingRejectPolicy,
+    fingerprint,
+    key_line,
+    known_host_keys,
+)
 from tofu3.remote.ssh_config import SshTarget
 
 _PROXY_STOP_SECONDS = 5.0
@@ -40,9 +45,30 @@ class OfferedHostKey:
 
 
 def paramiko_host_key_name(target: SshTarget) -> str:
-    """The name paramiko looks host keys up under when given ``target``'s address."""
-    host = target.hostname
+    """The name paramiko looks host keys up under when given ``target``'s address: bare on
+    port 22, else ``[host]:port`` (an IPv6 host unbracketed inside)."""
+    host = target.hostname.strip("[]")
     return host if target.port == 22 else f"[{host}]:{target.port}"
+
+
+def log_in(client: paramiko.SSHClient, target: SshTarget, sock: Any, limits: Limits) -> None:
+    """``client.connect`` to ``target`` (over ``sock`` when it is routed) with tofu3's
+    timeouts and keys: the target's identity files, else the default ones, and ssh-agent."""
+    identity = list(target.identity_files) or None
+    client.connect(
+        hostname=target.hostname,
+        port=target.port,
+        username=target.user,
+        # paramiko takes a list of files (its docs say so; the stub says str).
+        key_filename=cast("str | None", identity),
+        look_for_keys=identity is None,
+        allow_agent=True,
+        sock=sock,
+        timeout=limits.ssh_connect_timeout,
+        banner_timeout=limits.ssh_connect_timeout,
+        auth_timeout=limits.ssh_auth_timeout,
+        channel_timeout=limits.ssh_connect_timeout,
+    )
 
 
 def open_route(target: SshTarget, vantage: str, limits: Limits = DEFAULT_LIMITS) -> Any:
@@ -88,28 +114,14 @@ def offered_host_key(
 def connect_jump(hop: SshTarget, vantage: str, limits: Limits) -> paramiko.SSHClient:
     """A logged-in connection to a jump host, its key checked against known_hosts."""
     client = paramiko.SSHClient()
-    policy = _RecordingRejectPolicy()
+    policy = RecordingRejectPolicy()
     client.set_missing_host_key_policy(policy)
     name = paramiko_host_key_name(hop)
     for key in known_host_keys(hop.known_hosts_files, hop.known_hosts_name):
         client.get_host_keys().add(name, key.get_name(), key)
     sock = open_route(hop, vantage, limits)
-    identity = list(hop.identity_files) or None
     try:
-        client.connect(
-            hostname=hop.hostname,
-            port=hop.port,
-            username=hop.user,
-            # paramiko takes a list of files (its docs say so; the stub says str).
-            key_filename=cast("str | None", identity),
-            look_for_keys=identity is None,
-            allow_agent=True,
-            sock=sock,
-            timeout=limits.ssh_connect_timeout,
-            banner_timeout=limits.ssh_connect_timeout,
-            auth_timeout=limits.ssh_auth_timeout,
-            channel_timeout=limits.ssh_connect_timeout,
-        )
+        log_in(client, hop, sock, limits)
     except paramiko.BadHostKeyException as exc:
         client.close()
         raise HostKeyError(
@@ -246,19 +258,6 @@ class _ShellProxy(paramiko.ProxyCommand):
         for pipe in (process.stdin, process.stdout):
             if pipe is not None:
                 pipe.close()
-
-
-class _RecordingRejectPolicy(paramiko.RejectPolicy):
-    """RejectPolicy that remembers the key it refused, to say how to trust it."""
-
-    def __init__(self) -> None:
-        self.offered: paramiko.PKey | None = None
-
-    def missing_host_key(
-        self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
-    ) -> NoReturn:
-        self.offered = key
-        super().missing_host_key(client, hostname, key)
 
 
 def _unknown_jump_key(hop: SshTarget, vantage: str, key: paramiko.PKey) -> NoReturn:

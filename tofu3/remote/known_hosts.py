@@ -15,9 +15,11 @@ import hmac
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import paramiko
 
+from tofu3.digest import ssh_fingerprint
 from tofu3.errors import ConfigurationError
 
 
@@ -45,8 +47,21 @@ def known_host_keys(files: Sequence[Path], name: str) -> list[paramiko.PKey]:
 
 def fingerprint(key: paramiko.PKey) -> str:
     """OpenSSH's SHA256 fingerprint: ``SHA256:base64-without-padding``."""
-    digest = hashlib.sha256(key.asbytes()).digest()
-    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+    return ssh_fingerprint(key.asbytes())
+
+
+class RecordingRejectPolicy(paramiko.RejectPolicy):
+    """RejectPolicy that remembers the key it refused, so the user can be told how to trust
+    it. Never adds a key."""
+
+    def __init__(self) -> None:
+        self.offered: paramiko.PKey | None = None
+
+    def missing_host_key(
+        self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
+    ) -> NoReturn:
+        self.offered = key
+        super().missing_host_key(client, hostname, key)
 
 
 def key_line(key: paramiko.PKey) -> str:

@@ -8,7 +8,6 @@ module imports paramiko.
 from __future__ import annotations
 
 import base64
-import hashlib
 import ipaddress
 import select
 import socket
@@ -16,7 +15,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NoReturn, cast
 
 import paramiko
 
@@ -29,8 +27,13 @@ from tofu3.errors import (
 )
 from tofu3.inventory import Vantage
 from tofu3.limits import DEFAULT_LIMITS, Limits
-from tofu3.remote.jump import open_route
-from tofu3.remote.known_hosts import known_host_keys
+from tofu3.remote.jump import log_in, open_route, paramiko_host_key_name
+from tofu3.remote.known_hosts import (
+    RecordingRejectPolicy,
+    fingerprint,
+    key_line,
+    known_host_keys,
+)
 from tofu3.remote.ssh_config import load_ssh_config, resolve_vantage
 
 _READ_CHUNK = 65536
@@ -48,36 +51,6 @@ class CommandResult:
     stdout_truncated: bool = False
 
 
-def fingerprint(key_type: str, key_bytes: bytes) -> str:
-    """OpenSSH's SHA256 fingerprint: ``SHA256:base64-without-padding``."""
-    del key_type
-    digest = hashlib.sha256(key_bytes).digest()
-    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
-
-
-class _RecordingRejectPolicy(paramiko.RejectPolicy):
-    """RejectPolicy that remembers the key it refused, so the user can be told how to pin it."""
-
-    def __init__(self) -> None:
-        self.offered: paramiko.PKey | None = None
-
-    def missing_host_key(
-        self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey
-    ) -> NoReturn:
-        self.offered = key
-        super().missing_host_key(client, hostname, key)
-
-
-def _known_hosts_name(host: str, port: int) -> str:
-    # As OpenSSH writes it: bare on port 22, else [host]:port (an IPv6 host unbracketed inside).
-    bare = host.strip("[]")
-    return bare if port == 22 else f"[{bare}]:{port}"
-
-
-def _key_line(key: paramiko.PKey) -> str:
-    return f"{key.get_name()} {key.get_base64()}"
-
-
 class SshConnection:
     """An open SSH connection to one vantage."""
 
@@ -87,9 +60,7 @@ class SshConnection:
         self._limits = limits
         transport = client.get_transport()
         key = transport.get_remote_server_key() if transport is not None else None
-        self.host_key_fingerprint = (
-            fingerprint(key.get_name(), key.asbytes()) if key is not None else ""
-        )
+        self.host_key_fingerprint = fingerprint(key) if key is not None else ""
         self.peer = _peer(transport.sock if transport is not None else None)
 
     @classmethod
@@ -97,12 +68,12 @@ class SshConnection:
         """Connect with strict host-key checking: the pinned key, else known_hosts; never
         auto-add. Raises HostKeyError (unknown or changed key), VantageUnreachable."""
         client = paramiko.SSHClient()
-        policy = _RecordingRejectPolicy()
+        policy = RecordingRejectPolicy()
         client.set_missing_host_key_policy(policy)
         # host may be a ~/.ssh/config alias (HostName, Port, User, IdentityFile, ProxyCommand,
         # ProxyJump); the inventory's own values win over the config's.
         target = resolve_vantage(vantage, load_ssh_config())
-        name = _known_hosts_name(target.hostname, target.port)
+        name = paramiko_host_key_name(target)
         try:
             if vantage.host_key is not None:
                 key_type, data = vantage.host_key.split(" ", 1)
@@ -116,28 +87,15 @@ class SshConnection:
             raise ConfigurationError(
                 f"vantage {vantage.name!r}: cannot use its host key: {exc}"
             ) from None
-        identity = list(target.identity_files) or None
         sock = open_route(target, vantage.name, limits)  # None: straight to hostname:port
         try:
-            client.connect(
-                hostname=target.hostname,
-                port=target.port,
-                username=target.user,
-                key_filename=cast("str | None", identity),  # paramiko also takes a list
-                look_for_keys=identity is None,
-                allow_agent=True,
-                sock=sock,
-                timeout=limits.ssh_connect_timeout,
-                banner_timeout=limits.ssh_connect_timeout,
-                auth_timeout=limits.ssh_auth_timeout,
-                channel_timeout=limits.ssh_connect_timeout,
-            )
+            log_in(client, target, sock, limits)
         except paramiko.BadHostKeyException as exc:
             client.close()
             raise HostKeyError(
                 f"vantage {vantage.name!r} ({vantage.address}) offered host key "
-                f"{fingerprint('', exc.key.asbytes())}, which does not match the pinned or "
-                f"known key {fingerprint('', exc.expected_key.asbytes())}: refusing to connect "
+                f"{fingerprint(exc.key)}, which does not match the pinned or "
+                f"known key {fingerprint(exc.expected_key)}: refusing to connect "
                 "(someone may be intercepting; if the host was reinstalled, pin its new key)",
                 vantage=vantage.name,
             ) from None
@@ -148,16 +106,16 @@ class SshConnection:
                 key = policy.offered
                 raise HostKeyError(
                     f"vantage {vantage.name!r} ({vantage.address}) has an unknown host key "
-                    f"{fingerprint('', key.asbytes())} ({key.get_name()}).\n"
+                    f"{fingerprint(key)} ({key.get_name()}).\n"
                     "Check that fingerprint out of band (on the vantage: "
                     "ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub), then pin it in the "
                     f"inventory under vantage {vantage.name!r}:\n"
-                    f'    host_key: "{_key_line(key)}"',
+                    f'    host_key: "{key_line(key)}"',
                     vantage=vantage.name,
                 ) from None
             if isinstance(exc, paramiko.PasswordRequiredException):
                 raise ConfigurationError(
-                    f"vantage {vantage.name!r}: identity file {', '.join(identity or [])} "
+                    f"vantage {vantage.name!r}: identity file {', '.join(target.identity_files)} "
                     "needs a passphrase; load it into ssh-agent"
                 ) from None
             raise _unreachable(vantage, cause) from None

@@ -8,7 +8,6 @@ SHA-1 ``ssh-rsa`` signature). FIDO (sk-) keys and certificates are refused.
 from __future__ import annotations
 
 import base64
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -21,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 
+from tofu3.digest import ssh_fingerprint
 from tofu3.errors import SignatureError, SigningKeyError
 from tofu3.signing import wire
 
@@ -89,8 +89,7 @@ class PublicKey:
     @property
     def fingerprint(self) -> str:
         """``SHA256:...`` as ``ssh-keygen -l`` prints it."""
-        digest = hashlib.sha256(self.blob).digest()
-        return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+        return ssh_fingerprint(self.blob)
 
     @property
     def label(self) -> str:
