@@ -89,7 +89,7 @@ def test_check_shows_each_vantage_host_key_curl_hash_tool_and_registry(
         row = _row(table.stdout, vantage.name)
         assert fingerprint_of(vantage.host_key) in row
         assert curl in row
-        assert "sha256sum" in row
+        assert "openssl" in row  # openssl passes the known-answer test here
         assert "401" in row  # the lab's ghcr.io answers /v2/ with its Bearer challenge
         assert row.rstrip().endswith("ok")
     assert as_json.code == 0, as_json.stderr
