@@ -11,35 +11,13 @@ other bytes than they agreed on: nothing is kept); 2 usage or configuration erro
 from __future__ import annotations
 
 import argparse
-from datetime import datetime, timedelta, timezone
+import importlib
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 
 from tofu3.cli import credential_args, verify_outputs
-from tofu3.cli.common import (
-    EXIT_ACCEPTED,
-    EXIT_INCONCLUSIVE,
-    EXIT_INTERRUPTED,
-    EXIT_REJECTED,
-    EXIT_USAGE,
-    print_error,
-)
-from tofu3.errors import ConfigurationError, IntegrityError, InvalidUrl, TransportError
-from tofu3.fetch.agreed import Agreed, from_entry, from_verdict, parse_max_age, recent_acceptance
-from tofu3.fetch.fetcher import Fetched, check_output, fetch_agreed
-from tofu3.fetch.http import HttpOptions, parse_connect_to
-from tofu3.inventory import Inventory, find_inventory, load_inventory
-from tofu3.ledger.store import Ledger
-from tofu3.oci.platform import parse_platform_filter
-from tofu3.reference import Reference
-from tofu3.release.url import ReleaseReference, is_url, parse_target
-from tofu3.release.walk import verify_target_connected
-from tofu3.report.terminal import LiveProgress, print_verdict
-from tofu3.verdict import Verdict, VerdictKind
-from tofu3.verify import Options, VerificationInterrupted, connect_all, decide_runs
 
 MAX_JOBS = 64
 
@@ -120,122 +98,9 @@ def register(commands: Any) -> None:
     )
 
 
-def _target(args: argparse.Namespace) -> tuple[Reference, HttpOptions, Options, timedelta | None]:
-    """Everything the command line says, checked before anything connects anywhere."""
-    if args.sha256 is not None and not is_url(args.target):
-        raise InvalidUrl("--sha256 pins a release file: it goes with a URL, not an image")
-    reference = parse_target(args.target, args.sha256)
-    platforms = tuple(parse_platform_filter(p) for p in args.platform)
-    if platforms and isinstance(reference, ReleaseReference):
-        raise ConfigurationError("--platform applies to images, not to a URL")
-    if not 1 <= args.jobs <= MAX_JOBS:
-        raise ConfigurationError(f"--jobs must be between 1 and {MAX_JOBS}")
-    if args.cacert is not None and not args.cacert.is_file():
-        raise ConfigurationError(f"--cacert {args.cacert}: no such file")
-    connect_to = tuple(parse_connect_to(t) for t in args.connect_to)
-    max_age = parse_max_age(args.max_age) if args.max_age is not None else None
-    check_output(args.output)
-    credentials = credential_args.credentials_from_args(args, [reference])
-    http = HttpOptions(cacert=args.cacert, connect_to=connect_to, credentials=credentials)
-    options = Options(platforms=platforms, jobs=args.jobs, credentials=credentials)
-    return reference, http, options, max_age
-
-
-def _verify(
-    reference: Reference, inventory: Inventory, options: Options, err: Console
-) -> tuple[Verdict, bool]:
-    """The verification ``tofu3 verify`` runs; returns the verdict and whether the user
-    interrupted it."""
-    with LiveProgress(err) as progress:
-        connected, unreachable = connect_all(inventory, progress, options.limits)
-        try:
-            runs = verify_target_connected(reference, connected, options, progress)
-        except VerificationInterrupted as interrupted:
-            return decide_runs(reference, inventory, interrupted.runs, unreachable), True
-        finally:
-            for item in connected:
-                item.connection.close()
-    return decide_runs(reference, inventory, runs, unreachable), False
-
-
-def _fetched_line(fetched: Fetched) -> str:
-    return (
-        f"[bold green]FETCHED[/] {fetched.kind.value} {escape(str(fetched.path))}: "
-        f"{fetched.blobs} {'file' if fetched.blobs == 1 else 'files'}, {fetched.size:,} bytes, "
-        f"every one matching what the vantages agreed on ({fetched.digest})"
-    )
-
-
-def _from_ledger(
-    reference: Reference, inventory: Path, max_age: timedelta, out: Console
-) -> Agreed | None:
-    """The latest accepted verification of ``reference`` younger than ``max_age`` in the
-    ledger verifications with ``inventory`` are recorded in, if there is one."""
-    with Ledger.open_default(inventory) as ledger:
-        entries = ledger.history(reference.name)
-        where = ledger.path
-    entry = recent_acceptance(entries, reference, now=datetime.now(timezone.utc), max_age=max_age)
-    if entry is None:
-        out.print(f"no accepted verification younger than {max_age} in {escape(str(where))}")
-        return None
-    agreed = from_entry(reference, entry)
-    out.print(f"using {escape(agreed.source)} in {escape(str(where))}: {agreed.root}")
-    return agreed
-
-
-def _verify_afresh(
-    args: argparse.Namespace,
-    reference: Reference,
-    inventory: Inventory,
-    options: Options,
-    *,
-    out: Console,
-    err: Console,
-) -> Agreed | int:
-    """Verify as ``tofu3 verify`` does, outputs and ledger included; what was agreed, or
-    the exit status when nothing is to be fetched."""
-    outputs = verify_outputs.Outputs(args)
-    try:
-        verdict, interrupted = _verify(reference, inventory, options, err)
-        finished = outputs.finish([verdict], many=False)
-    finally:
-        outputs.close()
-    verdict = finished.verdicts[0]
-    print_verdict(out, verdict)
-    for note in finished.notes:
-        err.print(escape(note), soft_wrap=True)
-    for problem in finished.problems:
-        print_error(err, problem)
-    if interrupted:
-        err.print("[red]interrupted[/]: nothing was fetched")
-        return EXIT_REJECTED if verdict.kind is VerdictKind.REJECTED else EXIT_INTERRUPTED
-    if verdict.kind is not VerdictKind.ACCEPTED:
-        print_error(err, f"not fetched: the vantages' verdict is {verdict.kind.value}")
-        return verdict.exit_code
-    if finished.problems:
-        print_error(err, "not fetched: the verification's outputs could not all be written")
-        return EXIT_USAGE
-    return from_verdict(verdict)
-
-
 def run(args: argparse.Namespace, out: Console, err: Console) -> int:
-    """``tofu3 fetch``: 0 fetched, 1 rejected or mismatched, 2 usage, 3 inconclusive."""
-    reference, http, options, max_age = _target(args)
-    inventory_path = find_inventory(args.inventory)
-    agreed = _from_ledger(reference, inventory_path, max_age, out) if max_age else None
-    if agreed is None:
-        inventory = load_inventory(inventory_path)
-        fresh = _verify_afresh(args, reference, inventory, options, out=out, err=err)
-        if isinstance(fresh, int):
-            return fresh
-        agreed = fresh
-    try:
-        fetched = fetch_agreed(agreed, args.output, platforms=options.platforms, http=http)
-    except IntegrityError as exc:
-        print_error(err, f"not kept: {reference.original}: {exc.diagnostics()}")
-        return EXIT_REJECTED
-    except TransportError as exc:
-        print_error(err, f"not fetched: {reference.original}: {exc.diagnostics()}")
-        return EXIT_INCONCLUSIVE
-    out.print(_fetched_line(fetched), soft_wrap=True)
-    return EXIT_ACCEPTED
+    """``tofu3 fetch``. Its body (and with it httpx and the OCI layout writer) is imported only
+    when fetch runs: start-up time is part of every ``tofu3 verify``."""
+    body = importlib.import_module("tofu3.cli.fetch_run")
+    status: int = body.run(args, out, err)
+    return status
