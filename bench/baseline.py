@@ -5,13 +5,15 @@ client (the lab client key, the host keys pinned in the inventory, no ~/.ssh/con
 session runs a script, fed on stdin, that makes the same requests tofu3 makes, one after the
 other: the registry ping (``GET /v2/``; the distribution registry is open, so there is no token
 to fetch), the manifest by tag, every child manifest by digest, every blob; each body piped
-into ``sha256sum`` on the vantage. The script is given the digests (a human with jq would read
-them from the manifest), and fetches and hashes the manifests as well. The bench checks every
-printed hash, so a baseline that downloaded the wrong bytes fails instead of looking fast.
+into ``sha256sum`` on the vantage (and, for comparison, into ``openssl dgst -sha256``). The
+script is given the digests (a human with jq would read them from the manifest), and fetches
+and hashes the manifests as well. The bench checks every printed hash, so a baseline that
+downloaded the wrong bytes fails instead of looking fast.
 """
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -80,8 +82,17 @@ def ssh_argv(vantage: Vantage, known_hosts: Path, command: str = "sh -s") -> tup
     return ("ssh", *ssh_options(vantage, known_hosts), vantage.host, command)
 
 
-def bare_script(curl_args: Sequence[str], registry_host: str, artifact: Artifact) -> str:
-    """The POSIX sh script one vantage runs: every request in order, each hashed on the way."""
+SHA256SUM = "sha256sum"
+OPENSSL = "openssl dgst -sha256"
+_HEX = re.compile(r"\b[0-9a-f]{64}\b")
+
+
+def bare_script(
+    curl_args: Sequence[str], registry_host: str, artifact: Artifact, hasher: str = SHA256SUM
+) -> str:
+    """The POSIX sh script one vantage runs: every request in order, each hashed on the way
+    by ``hasher`` (``sha256sum``, as the issue's baseline; or ``openssl dgst -sha256``, the
+    tool tofu3 itself picks where openssl passes its known-answer test)."""
     curl = shlex.join(["curl", "-q", "-fsSL", *curl_args])
     base = f"https://{registry_host}/v2/{artifact.repository}"
     lines = [
@@ -92,12 +103,16 @@ def bare_script(curl_args: Sequence[str], registry_host: str, artifact: Artifact
     for download in artifact.downloads:
         url = shlex.quote(f"{base}/{download.kind}/{download.reference}")
         header = f"-H {accept} " if download.kind == "manifests" else ""
-        lines.append(f"{curl} {header}{url} | sha256sum")
+        lines.append(f"{curl} {header}{url} | {hasher}")
     return "\n".join(lines) + "\n"
 
 
 def bare_sessions(
-    vantages: Sequence[Vantage], known_hosts: Path, registry_host: str, artifact: Artifact
+    vantages: Sequence[Vantage],
+    known_hosts: Path,
+    registry_host: str,
+    artifact: Artifact,
+    hasher: str = SHA256SUM,
 ) -> list[BareSession]:
     """One session per vantage, each with the vantage's own curl_args from the inventory."""
     expected = (PING_OK, *(d.digest.removeprefix("sha256:") for d in artifact.downloads))
@@ -105,7 +120,7 @@ def bare_sessions(
         BareSession(
             vantage=vantage.name,
             argv=ssh_argv(vantage, known_hosts),
-            script=bare_script(vantage.curl_args, registry_host, artifact),
+            script=bare_script(vantage.curl_args, registry_host, artifact, hasher),
             expected=expected,
         )
         for vantage in vantages
@@ -113,5 +128,12 @@ def bare_sessions(
 
 
 def printed(output: str) -> tuple[str, ...]:
-    """What a session printed, as BareSession.expected spells it (``sha256sum`` adds ``  -``)."""
-    return tuple(line.split()[0] for line in output.splitlines() if line.strip())
+    """What a session printed, as BareSession.expected spells it: the ping's mark, then each
+    hash (``sha256sum`` prints ``HEX  -``, openssl ``SHA2-256(stdin)= HEX``)."""
+    found = []
+    for line in output.splitlines():
+        if not line.strip():
+            continue
+        hexes = _HEX.findall(line)
+        found.append(hexes[-1] if hexes else line.split()[0])
+    return tuple(found)

@@ -16,6 +16,7 @@ MiB = 1024 * 1024
 # Row labels, fixed so a reader (and the smoke test) can find each line.
 TOFU3_LARGE = "tofu3 verify, large image"
 BARE_LARGE = "bare curl | sha256sum, large image"
+BARE_LARGE_OPENSSL = "bare curl | openssl dgst, large image"
 TOFU3_LARGE_PROGRESS = "tofu3 verify, large image, progress on a terminal"
 TOFU3_INDEX_LATENCY = "tofu3 verify, wget-shaped index, +100 ms"
 BARE_INDEX_LATENCY = "bare sequential, wget-shaped index, +100 ms"
@@ -26,6 +27,7 @@ RSS_HUGE = "coordinator peak RSS, huge image"
 MEASUREMENTS = (
     TOFU3_LARGE,
     BARE_LARGE,
+    BARE_LARGE_OPENSSL,
     TOFU3_LARGE_PROGRESS,
     CPU_LARGE,
     CPU_LARGE_PROGRESS,
@@ -36,6 +38,7 @@ MEASUREMENTS = (
 )
 
 RATIO_LARGE = "tofu3 / bare, large image"
+RATIO_LARGE_OPENSSL = "tofu3 / bare with openssl dgst, large"
 RATIO_LATENCY = "tofu3 / bare sequential, index +100 ms"
 FIGURE_RSS_SMALL = "peak RSS, small image"
 FIGURE_RSS_HUGE = "peak RSS, huge image"
@@ -44,6 +47,7 @@ RATIO_PROGRESS = "progress on / off, large image"
 RATIO_PROGRESS_CPU = "progress on / off, coordinator CPU"
 FIGURES = (
     RATIO_LARGE,
+    RATIO_LARGE_OPENSSL,
     RATIO_LATENCY,
     FIGURE_RSS_SMALL,
     FIGURE_RSS_HUGE,

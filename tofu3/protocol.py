@@ -8,7 +8,7 @@ received.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from tofu3.credentials import RegistryCredentials
@@ -26,7 +26,8 @@ from tofu3.oci import media_types as mt
 from tofu3.oci.challenge import parse_token_response
 from tofu3.oci.manifest import SCHEMA1_REFUSAL, is_schema1
 from tofu3.reference import Reference
-from tofu3.remote.curl import BlobDownload, Connection, Curl, Request
+from tofu3.remote.batch import download_level, fetch_level
+from tofu3.remote.curl import BlobDownload, Connection, Curl, Request, Response
 
 _HTTP_OK = 200
 _HTTP_UNAUTHORIZED = 401
@@ -170,10 +171,30 @@ class RegistrySession:
         if not self._authenticated:
             self.authenticate()
         response = self._curl.fetch(
-            Request(f"{self._base}/manifests/{reference}", self._headers(mt.ACCEPT)),
-            cap=self._limits.manifest_bytes,
-            what=what,
+            self._manifest_request(reference), cap=self._limits.manifest_bytes, what=what
         )
+        return self._checked(response, what, expected)
+
+    def manifests(self, items: Sequence[tuple[Digest, str]], *, jobs: int) -> list[FetchedManifest]:
+        """One level of the tree: GET every ``(digest, what)`` in one SSH command (at most
+        ``jobs`` at a time), each checked as ``manifest`` checks it, in order."""
+        if not self._authenticated:
+            self.authenticate()
+        responses = fetch_level(
+            self._curl,
+            [(self._manifest_request(digest), what) for digest, what in items],
+            cap=self._limits.manifest_bytes,
+            jobs=jobs,
+        )
+        return [
+            self._checked(response, what, digest)
+            for response, (digest, what) in zip(responses, items, strict=True)
+        ]
+
+    def _manifest_request(self, reference: str) -> Request:
+        return Request(f"{self._base}/manifests/{reference}", self._headers(mt.ACCEPT))
+
+    def _checked(self, response: Response, what: str, expected: Digest | None) -> FetchedManifest:
         status = response.connection.status
         if status != _HTTP_OK:
             raise HttpError(
@@ -224,3 +245,35 @@ class RegistrySession:
         if status != _HTTP_OK:
             raise HttpError(f"vantage {self._curl.vantage!r}: {what}: HTTP {status}", status=status)
         return download
+
+    def blobs(
+        self,
+        items: Sequence[tuple[Digest, str]],
+        *,
+        jobs: int,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> list[BlobDownload]:
+        """Every blob of a walk in one SSH command (at most ``jobs`` at a time), each hashed
+        on the vantage as it streams; ``on_progress`` gets the bytes received so far."""
+        if not self._authenticated:
+            self.authenticate()
+        downloads = download_level(
+            self._curl,
+            [
+                (
+                    Request(f"{self._base}/blobs/{digest}", self._headers(None)),
+                    algorithm_of(digest),
+                    what,
+                )
+                for digest, what in items
+            ],
+            jobs=jobs,
+            on_progress=on_progress,
+        )
+        for download, (_, what) in zip(downloads, items, strict=True):
+            status = download.connection.status
+            if status != _HTTP_OK:
+                raise HttpError(
+                    f"vantage {self._curl.vantage!r}: {what}: HTTP {status}", status=status
+                )
+        return downloads

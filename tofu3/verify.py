@@ -40,7 +40,7 @@ from tofu3.oci.manifest import Descriptor, ImageManifest, Index, Manifest, parse
 from tofu3.oci.platform import PlatformFilter, entry_labels, select
 from tofu3.protocol import FetchedManifest, RegistrySession, TokenCache
 from tofu3.reference import Reference
-from tofu3.remote.curl import BlobDownload, Curl
+from tofu3.remote.curl import Curl
 from tofu3.remote.probe import VantageFacts, probe
 from tofu3.remote.ssh import SshConnection
 from tofu3.verdict import Verdict, decide
@@ -389,18 +389,21 @@ class _Walk:
         self.progress.step(self.name, f"{len(chosen)} manifests")
 
         labels = dict(zip((id(d) for d in chosen), entry_labels(index, chosen), strict=True))
-
-        def fetch(descriptor: Descriptor) -> tuple[Descriptor, str, Manifest]:
-            label = labels[id(descriptor)]
-            key = f"{parent_key}/{label}" if parent_key != "root" else label
+        for descriptor in chosen:
             if descriptor.digest in seen:
                 raise MalformedManifest(
-                    f"vantage {self.name!r}: index entry {label} points back to "
-                    f"{descriptor.digest}: a cycle"
+                    f"vantage {self.name!r}: index entry {labels[id(descriptor)]} points back "
+                    f"to {descriptor.digest}: a cycle"
                 )
-            fetched = self.session.manifest(
-                descriptor.digest, what=f"manifest {label}", expected=descriptor.digest
-            )
+        # The whole level in one SSH command: one curl on the vantage, --jobs at a time.
+        fetched_all = self.session.manifests(
+            [(d.digest, f"manifest {labels[id(d)]}") for d in chosen],
+            jobs=max(1, self.options.jobs),
+        )
+        results: list[tuple[Descriptor, str, Manifest]] = []
+        for descriptor, fetched in zip(chosen, fetched_all, strict=True):
+            label = labels[id(descriptor)]
+            key = f"{parent_key}/{label}" if parent_key != "root" else label
             parsed = self._parse(fetched, f"manifest {label}")
             if parsed.media_type != descriptor.media_type:
                 raise MalformedManifest(
@@ -423,10 +426,7 @@ class _Walk:
                     annotations=dict(descriptor.annotations),
                 )
             )
-            return descriptor, key, parsed
-
-        with ThreadPoolExecutor(max_workers=max(1, self.options.jobs)) as pool:
-            results = list(pool.map(fetch, chosen))
+            results.append((descriptor, key, parsed))
         for descriptor, key, parsed in results:
             if isinstance(parsed, Index):
                 self._children(parsed, key, seen | {descriptor.digest}, depth + 1, blobs)
@@ -453,22 +453,18 @@ class _Walk:
         for _, _, _, descriptor in blobs:
             unique.setdefault(descriptor.digest, descriptor)
         self.progress.step(self.name, f"{len(unique)} blobs")
-        done_bytes: dict[Digest, int] = {}
         total = sum(d.size for d in unique.values())
 
-        def download(descriptor: Descriptor) -> tuple[Digest, BlobDownload]:
-            def on_progress(seen: int) -> None:
-                with self.lock:
-                    done_bytes[descriptor.digest] = seen
-                    done = sum(done_bytes.values())
-                self.progress.transfer(self.name, descriptor.digest, done, total)
+        def on_progress(done: int) -> None:
+            self.progress.transfer(self.name, str(len(unique)), done, total)
 
-            return descriptor.digest, self.session.blob(
-                descriptor.digest, what=f"blob {descriptor.digest}", on_progress=on_progress
-            )
-
-        with ThreadPoolExecutor(max_workers=max(1, self.options.jobs)) as pool:
-            results = dict(pool.map(download, unique.values()))
+        # Every blob in one SSH command: one curl on the vantage, --jobs at a time.
+        downloads = self.session.blobs(
+            [(digest, f"blob {digest}") for digest in unique],
+            jobs=max(1, self.options.jobs),
+            on_progress=on_progress,
+        )
+        results = dict(zip(unique, downloads, strict=True))
         for key, platform, kind, descriptor in blobs:
             result = results[descriptor.digest]
             connection = result.connection

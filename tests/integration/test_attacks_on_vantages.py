@@ -29,6 +29,11 @@ from tests.integration.attacks import (
     wait_until_held,
 )
 from tests.integration.conftest import WGET, run_cli
+from tests.integration.vantage_tmp import (
+    level_directories,
+    new_level_directories,
+    remove_new_level_directories,
+)
 from tofu3.lab.manager import LabMode, lab_down, lab_up
 from tofu3.lab.sshd import process_alive
 
@@ -108,6 +113,7 @@ def test_vantage_that_freezes_in_the_middle_of_a_download_is_bounded_and_inconcl
     # The CDN holds sgp's layer half-sent; then the whole vantage stops (SIGSTOP): not even
     # curl's progress meter comes back any more.
     lab.tamper("sgp", "stall")
+    directories = level_directories()
     with replacement_vantage(lab, "sgp", tmp_path) as (inventory, sgp):
         since = len(lab.registry_log())
         process = start_verify(lab.directory, WGET, inventory, *ONE_BOTTLE, "--stall-timeout", "2")
@@ -122,6 +128,8 @@ def test_vantage_that_freezes_in_the_middle_of_a_download_is_bounded_and_inconcl
             if process.poll() is None:
                 process.kill()
                 process.wait()
+            # Killed with SIGKILL, sgp's command could not remove its FIFOs.
+            remove_new_level_directories(directories)
 
     report = result.json()
     assert result.code == 3 and report["verdict"] == "inconclusive"
@@ -135,6 +143,7 @@ def test_vantage_killed_in_the_middle_of_a_download_is_inconclusive_never_accept
     lab: AttackLab, tmp_path: Path
 ) -> None:
     lab.tamper("sgp", "stall")
+    directories = level_directories()
     with replacement_vantage(lab, "sgp", tmp_path) as (inventory, sgp):
         since = len(lab.registry_log())
         process = start_verify(lab.directory, WGET, inventory, *ONE_BOTTLE)
@@ -154,6 +163,7 @@ def test_vantage_killed_in_the_middle_of_a_download_is_inconclusive_never_accept
                 process.kill()
                 process.wait()
         left = [(pid, ticks) for pid, ticks in session if process_alive(pid, ticks)]
+        kept = new_level_directories(directories)
         deadline = time.monotonic() + 10
         while left and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -168,6 +178,8 @@ def test_vantage_killed_in_the_middle_of_a_download_is_inconclusive_never_accept
     assert report["pinned_reference"] is None
     assert len(session) > len(daemons) - 1, "the download was not running when sgp died"
     assert left == [], [command_of(pid) for pid, _ in left]
+    # Its connection gone, sgp's command removed its FIFOs itself.
+    assert kept == set()
 
 
 # Two entries, one machine.

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import WGET
+from tests.integration.vantage_tmp import level_directories, new_level_directories
 from tests.integration.wrapped import start_wrapped
 from tofu3.lab.manager import LabState
 
@@ -96,6 +97,7 @@ def test_ctrl_c_mid_download_records_the_report_and_leaves_nothing_running(
     stalling: Stalling, tmp_path: Path, presses: int
 ) -> None:
     report = tmp_path / "report.json"
+    directories = level_directories()
     process = _start_verify(stalling.inventory, report)
     try:
         _wait_for_stall(stalling.logs, process)
@@ -112,6 +114,7 @@ def test_ctrl_c_mid_download_records_the_report_and_leaves_nothing_running(
     assert process.returncode in (130, -signal.SIGINT), stderr
     assert "Traceback" not in stderr
     assert _wait_no_sleepers() == [], "a download kept running on a vantage"
+    assert new_level_directories(directories) == set(), "a vantage kept its FIFOs"
     assert not list(tmp_path.glob(".report.json.*")), "a half-written report was left"
     if presses == 1:
         document = json.loads(report.read_text())

@@ -94,7 +94,7 @@ class BlobDownload:
     digest: Digest
 
 
-def _quote(value: str) -> str:
+def quote(value: str) -> str:
     """A curl config string: double-quoted with backslash escapes."""
     if any(ord(c) < 32 or ord(c) == 127 for c in value):
         # Never reached with registry data that passed validation; a guard, not a feature.
@@ -109,19 +109,24 @@ def render_config(
     max_time: float | None,
     blob: bool,
     max_bytes: int | None = None,
+    tag: int | None = None,
 ) -> str:
     """The curl config for ``request``; this text is written to curl's stdin only.
 
     ``max_bytes`` caps a small response (default: the manifest cap): curl stops at once when
     the server announces more. The coordinator enforces the same cap on what it reads, for
-    servers that announce nothing.
+    servers that announce nothing. ``tag`` marks the write-out with the transfer's index in a
+    batch (batch.py).
     """
+    write_out = (
+        _WRITE_OUT_LINE if tag is None else _WRITE_OUT_LINE.replace(_WO_MARK, f"TOFU3-WO-{tag} ")
+    )
     lines = [
         "show-error",
         'proto = "=https"',
         'proto-redir = "=https"',
         f"connect-timeout = {_seconds(limits.curl_connect_timeout)}",
-        _WRITE_OUT_LINE,
+        write_out,
     ]
     if not blob:
         lines.append("silent")
@@ -136,9 +141,9 @@ def render_config(
         # changes. Never --location-trusted.
         lines.append("location")
         lines.append(f"max-redirs = {limits.max_redirects}")
-    lines.append(f"url = {_quote(request.url)}")
+    lines.append(f"url = {quote(request.url)}")
     for name, value in request.headers:
-        lines.append(f"header = {_quote(f'{name}: {value}')}")
+        lines.append(f"header = {quote(f'{name}: {value}')}")
     return "\n".join(lines) + "\n"
 
 
@@ -154,7 +159,7 @@ END_OF_CONFIG = "# TOFU3-END-OF-CONFIG"
 # nothing after the marker is swallowed). (2) Start a watchdog on the rest of stdin, which the
 # coordinator keeps open: when the coordinator goes away (Ctrl-C, timeout, lost connection)
 # sshd closes stdin, and the watchdog ends the whole process group, curl included.
-_PRELUDE = (
+PRELUDE = (
     "nl=$(printf '\\nx'); nl=${nl%x}; cfg=; ok=; "
     "while IFS= read -r line; do "
     f"if [ \"$line\" = '{END_OF_CONFIG}' ]; then ok=1; break; fi; "
@@ -180,7 +185,7 @@ def stdin_for(config: str) -> bytes:
 
 def fetch_command(extra_args: Sequence[str]) -> str:
     """The remote command for a small response: body on stdout, facts on stderr."""
-    return remote_sh(f"{_PRELUDE}{_curl_command(extra_args)}; rc=$?; {_EPILOGUE}")
+    return remote_sh(f"{PRELUDE}{_curl_command(extra_args)}; rc=$?; {_EPILOGUE}")
 
 
 def download_command(extra_args: Sequence[str], hash_command: str) -> str:
@@ -189,7 +194,7 @@ def download_command(extra_args: Sequence[str], hash_command: str) -> str:
     hasher's output on fd 3 to the real stdout."""
     curl = _curl_command(extra_args)
     return remote_sh(
-        f"{_PRELUDE}exec 3>&1; "
+        f"{PRELUDE}exec 3>&1; "
         f"st=$( {{ {{ {curl}; echo $? >&4; }} | {hash_command} >&3; }} 4>&1 ); "
         'echo "TOFU3-CURL-EXIT $st"; rc=0; '
         f"{_EPILOGUE}"
@@ -202,7 +207,16 @@ def parse_facts(stderr: bytes) -> tuple[Connection | None, int | None, str]:
     start = text.rfind(_WO_MARK)
     if start < 0:
         return None, None, _tail(text)
-    wo_line, _, rest = text[start + len(_WO_MARK) :].partition("\n")
+    connection, exit_code, message = facts_from(text[start + len(_WO_MARK) :])
+    if connection is None:
+        return None, None, _tail(text[:start])
+    return connection, exit_code, message or _tail(text[:start])
+
+
+def facts_from(text: str) -> tuple[Connection | None, int | None, str]:
+    """The facts of one transfer from its write-out (the text after its marker): the
+    connection, curl's exit code for it, and curl's error message ("" when none)."""
+    wo_line, _, rest = text.partition("\n")
     headers_text = ""
     if rest.startswith(_HDR_MARK):
         headers_text = rest[len(_HDR_MARK) :].split(_END_MARK, 1)[0]
@@ -210,9 +224,9 @@ def parse_facts(stderr: bytes) -> tuple[Connection | None, int | None, str]:
         facts = json.loads(wo_line)
         raw_headers = json.loads(headers_text) if headers_text.strip() else {}
     except json.JSONDecodeError:
-        return None, None, _tail(text[:start])
+        return None, None, ""
     if not isinstance(facts, dict) or not isinstance(raw_headers, dict):
-        return None, None, _tail(text[:start])
+        return None, None, ""
     headers = {
         str(k).lower(): tuple(str(v) for v in (vs if isinstance(vs, list) else [vs]))
         for k, vs in raw_headers.items()
@@ -232,7 +246,7 @@ def parse_facts(stderr: bytes) -> tuple[Connection | None, int | None, str]:
     return (
         connection,
         exit_code if isinstance(exit_code, int) else None,
-        str(message) if message else _tail(text[:start]),
+        str(message) if message else "",
     )
 
 
@@ -264,7 +278,8 @@ def meter_bytes(chunk: str) -> int | None:
     return None
 
 
-def _raise_for_exit(exit_code: int, message: str, vantage: str, what: str) -> None:
+def raise_for_exit(exit_code: int, message: str, vantage: str, what: str) -> None:
+    """The typed error for curl's exit code of one transfer (nothing for 0)."""
     if exit_code == 0:
         return
     if exit_code == _EXIT_FILESIZE:
@@ -290,26 +305,26 @@ class Curl:
         extra_args: Sequence[str],
         limits: Limits = DEFAULT_LIMITS,
     ) -> None:
-        self._ssh = connection
-        self._facts = facts
-        self._extra = tuple(extra_args)
-        self._limits = limits
+        self.ssh = connection
+        self.facts = facts
+        self.extra_args = tuple(extra_args)
+        self.limits = limits
         self.vantage = connection.vantage.name
 
     def fetch(self, request: Request, *, cap: int, what: str) -> Response:
         """GET ``request`` and bring back at most ``cap`` bytes of body, exactly as received."""
         config = render_config(
             request,
-            limits=self._limits,
-            max_time=self._limits.request_timeout,
+            limits=self.limits,
+            max_time=self.limits.request_timeout,
             blob=False,
             max_bytes=cap,
         )
-        result = self._ssh.run(
-            fetch_command(self._extra),
+        result = self.ssh.run(
+            fetch_command(self.extra_args),
             stdin_for(config),
             close_stdin=False,
-            timeout=self._limits.request_timeout + 10,
+            timeout=self.limits.request_timeout + 10,
             stdout_cap=cap,
         )
         if result.stdout_truncated:
@@ -320,7 +335,7 @@ class Curl:
                 f"vantage {self.vantage!r}: {what}: curl reported nothing "
                 f"(exit status {result.exit_status}): {message or 'no output'}"
             )
-        _raise_for_exit(exit_code, message, self.vantage, what)
+        raise_for_exit(exit_code, message, self.vantage, what)
         return Response(connection=connection, body=result.stdout)
 
     def download_digest(
@@ -332,8 +347,8 @@ class Curl:
         on_progress: Callable[[int], None] | None = None,
     ) -> BlobDownload:
         """Download on the vantage, hashing as it streams; return the digest it computed."""
-        config = render_config(request, limits=self._limits, max_time=None, blob=True)
-        hash_command = self._facts.hash_command(algorithm)
+        config = render_config(request, limits=self.limits, max_time=None, blob=True)
+        hash_command = self.facts.hash_command(algorithm)
 
         def progress(chunk: bytes) -> None:
             if on_progress is not None:
@@ -341,16 +356,16 @@ class Curl:
                 if seen is not None:
                     on_progress(seen)
 
-        result = self._ssh.run(
-            download_command(self._extra, hash_command),
+        result = self.ssh.run(
+            download_command(self.extra_args, hash_command),
             stdin_for(config),
             close_stdin=False,
-            timeout=self._limits.blob_timeout,
+            timeout=self.limits.blob_timeout,
             stdout_cap=64 * 1024,
             on_stderr=progress,
             # curl's progress meter writes to stderr every second, even while a transfer
             # stalls: silence means the vantage itself froze or the link to it died.
-            idle_timeout=self._limits.vantage_silence_seconds,
+            idle_timeout=self.limits.vantage_silence_seconds,
         )
         connection, exit_code, message = parse_facts(result.stderr)
         shell_exit = _shell_exit(result.stdout)
@@ -360,7 +375,7 @@ class Curl:
                 f"vantage {self.vantage!r}: {what}: curl reported nothing "
                 f"(exit status {result.exit_status}): {message or 'no output'}"
             )
-        _raise_for_exit(code, message, self.vantage, what)
+        raise_for_exit(code, message, self.vantage, what)
         hashes = _HEX_RE.findall(result.stdout)
         if len(hashes) != 1:
             raise TransportError(

@@ -8,6 +8,7 @@ module imports paramiko.
 from __future__ import annotations
 
 import base64
+import contextlib
 import ipaddress
 import select
 import socket
@@ -62,6 +63,8 @@ class SshConnection:
         key = transport.get_remote_server_key() if transport is not None else None
         self.host_key_fingerprint = fingerprint(key) if key is not None else ""
         self.peer = _peer(transport.sock if transport is not None else None)
+        if transport is not None:
+            _no_delay(transport.sock)
 
     @classmethod
     def connect(cls, vantage: Vantage, limits: Limits = DEFAULT_LIMITS) -> SshConnection:
@@ -281,6 +284,15 @@ def _handshake_failure(
             f"no SSH handshake (banner and key exchange) within {limits.ssh_connect_timeout:g} s"
         )
     return cause
+
+
+def _no_delay(sock: object) -> None:
+    """Turn off Nagle's algorithm, as OpenSSH does: every command is a few small messages
+    (open a channel, exec, stdin), each waiting for the answer to the one before, and with
+    Nagle and delayed ACKs each of those waits up to 40 ms more."""
+    if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def _peer(sock: object) -> tuple[str, int] | None:

@@ -1,0 +1,166 @@
+"""A level of the tree in one command (tofu3/remote/batch.py), run by the real sh and the
+real curl in parallel mode against a local https server: bodies and digests come back exact
+and in order, failures name their item, secrets stay on stdin, nothing is left behind."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from tests.unit.test_curl_config import (
+    BLOB,
+    MANIFEST,
+    LocalRegistry,
+    _closed_port,
+    _curl,
+    registry,
+    seen,
+)
+from tofu3.digest import digest_bytes
+from tofu3.errors import CurlFailed, ResponseTooLarge
+from tofu3.limits import DEFAULT_LIMITS
+from tofu3.remote.batch import (
+    batch_config,
+    config_lines,
+    download_level,
+    fetch_level,
+    parallel_meter_bytes,
+)
+from tofu3.remote.curl import Request
+
+__all__ = ["registry", "seen"]  # fixtures, imported for pytest
+
+_TOKEN = "Bearer s3cr3t-level-token"
+
+
+def _leftovers() -> set[str]:
+    return {p.name for p in Path("/tmp").glob("tofu3-*")}
+
+
+def test_a_level_of_manifests_comes_back_exact_in_order_with_each_status(
+    registry: LocalRegistry,
+) -> None:
+    curl, shell = _curl(registry)
+    before = _leftovers()
+    items = [
+        (Request(registry.url("/manifest"), [("Authorization", _TOKEN)]), "manifest a"),
+        (Request(registry.url("/missing"), [("Authorization", _TOKEN)]), "manifest b"),
+        (Request(registry.url("/manifest"), [("Authorization", _TOKEN)]), "manifest c"),
+    ]
+
+    responses = fetch_level(curl, items, cap=DEFAULT_LIMITS.manifest_bytes, jobs=2)
+
+    assert [r.connection.status for r in responses] == [200, 404, 200]
+    assert responses[0].body == MANIFEST
+    assert responses[2].body == MANIFEST
+    assert b"MANIFEST_UNKNOWN" in responses[1].body
+    assert responses[0].connection.header("docker-content-digest") == digest_bytes(MANIFEST)
+    (call,) = shell.calls
+    assert _TOKEN not in call.command
+    assert _TOKEN.encode() in call.stdin
+    assert _leftovers() <= before
+
+
+def test_a_level_of_blobs_is_hashed_on_the_vantage_and_redirects_drop_the_token(
+    registry: LocalRegistry, seen: list[object]
+) -> None:
+    curl, shell = _curl(registry, hash_tool="openssl")
+    before = _leftovers()
+    progress: list[int] = []
+    items = [
+        (Request(registry.url("/blob"), [("Authorization", _TOKEN)]), "sha256", "blob a"),
+        (Request(registry.url("/to-cdn"), [("Authorization", _TOKEN)]), "sha512", "blob b"),
+        (Request(registry.url("/blob"), [("Authorization", _TOKEN)]), "sha256", "blob c"),
+    ]
+
+    downloads = download_level(curl, items, jobs=2, on_progress=progress.append)
+
+    assert [d.digest for d in downloads] == [
+        digest_bytes(BLOB),
+        f"sha512:{hashlib.sha512(BLOB).hexdigest()}",
+        digest_bytes(BLOB),
+    ]
+    assert [d.connection.size for d in downloads] == [len(BLOB)] * 3
+    assert downloads[1].connection.redirects == 1
+    assert downloads[1].connection.url_effective.startswith("https://cdn.test:")
+    assert "Signature" not in downloads[1].connection.url_effective
+    cdn = [r for r in seen if getattr(r, "host", "").startswith("cdn.test")]
+    assert cdn
+    assert all(getattr(r, "authorization", None) is None for r in cdn)
+    assert progress[-1] == 3 * len(BLOB)
+    (call,) = shell.calls
+    assert _TOKEN not in call.command
+    assert _leftovers() <= before
+
+
+def test_a_failed_transfer_names_its_item_and_the_level_still_ends(
+    registry: LocalRegistry,
+) -> None:
+    curl, _ = _curl(registry)
+    before = _leftovers()
+    port = _closed_port()
+    items = [
+        (Request(registry.url("/blob")), "sha256", "blob a"),
+        (Request(f"https://127.0.0.1:{port}/blob"), "sha256", "blob b"),
+    ]
+
+    with pytest.raises(CurlFailed, match="blob b") as raised:
+        download_level(curl, items, jobs=2)
+
+    assert raised.value.exit_code == 7  # connection refused: its FIFO was never opened
+    assert _leftovers() <= before
+
+
+def test_a_manifest_over_the_cap_is_refused(registry: LocalRegistry) -> None:
+    curl, _ = _curl(registry)
+
+    with pytest.raises(ResponseTooLarge, match="manifest b"):
+        fetch_level(
+            curl,
+            [
+                (Request(registry.url("/manifest")), "manifest a"),
+                (Request(registry.url("/blob")), "manifest b"),
+            ],
+            cap=len(MANIFEST),
+            jobs=2,
+        )
+
+
+def test_curl_args_become_config_lines_in_every_group() -> None:
+    args = ["-4", "--cacert", "/etc/lab/ca.pem", "-x", "http://proxy:3128", "--tcp-nodelay"]
+
+    lines = config_lines(args)
+    config = batch_config(
+        [Request("https://r.test/a"), Request("https://r.test/b")],
+        extra_args=args,
+        limits=DEFAULT_LIMITS,
+        jobs=4,
+        blob=True,
+        cap=0,
+        directory="/tmp/tofu3-x",
+    )
+
+    assert lines == ('ipv4\ncacert = "/etc/lab/ca.pem"\nproxy = "http://proxy:3128"\ntcp-nodelay\n')
+    assert config.startswith("parallel\nparallel-max = 4\n")
+    assert config.count(lines) == 2
+    assert 'output = "/tmp/tofu3-x/0"' in config
+    assert 'output = "/tmp/tofu3-x/1"' in config
+    assert "TOFU3-WO-1 " in config
+
+
+@pytest.mark.parametrize(
+    ("update", "expected"),
+    [
+        ("100 --    344     0     3     0  --:--:-- --:--:-- --:--:-- 57333", 344),
+        (" 45 --  120M     0     5     4  0:00:02  0:00:01  0:00:01  100M", 120 * 1024**2),
+        ("-- --  1024k     0     2     2  --:--:--  0:00:01 --:--:--  900k", 1024 * 1024),
+        ("DL% UL%  Dled  Uled  Xfers  Live Total     Current  Left    Speed", None),
+        ('TOFU3-WO-0 {"http_code":200}', None),
+    ],
+)
+def test_the_parallel_meter_gives_the_bytes_of_every_transfer(
+    update: str, expected: int | None
+) -> None:
+    assert parallel_meter_bytes(update) == expected
