@@ -12,6 +12,8 @@ class Limits:
     """Caps on bytes, counts and time. The defaults suit public registries."""
 
     manifest_bytes: int = 4 * 1024 * 1024
+    # Every manifest of one level of the tree together (they come back in one command).
+    level_manifest_bytes: int = 32 * 1024 * 1024
     token_bytes: int = 1024 * 1024
     challenge_bytes: int = 64 * 1024
     stderr_bytes: int = 256 * 1024
@@ -32,8 +34,9 @@ class Limits:
     @property
     def vantage_silence_seconds(self) -> float:
         """How long a blob download may go without a single byte from the vantage. curl's
-        progress meter writes every second, stalled or not, so silence this long means the
-        vantage froze or the link to it died; curl's own stall timeout comes first."""
+        progress meter writes every second (every half second in parallel mode), stalled or
+        not, so silence this long means the vantage froze or the link to it died; curl's own
+        stall timeout comes first."""
         return self.blob_stall_seconds + 5.0
 
     def with_timeouts(self, *, connect: float | None = None, stall: int | None = None) -> Limits:

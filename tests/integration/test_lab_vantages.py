@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import os
 import shlex
+import socket
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -36,6 +37,7 @@ from tofu3.lab.sshd import (
     process_alive,
     start_vantage,
 )
+from tofu3.remote.ssh import SshConnection
 
 pytestmark = pytest.mark.integration
 
@@ -397,3 +399,19 @@ def test_namespace_lab_serves_the_real_names_from_inside_each_namespace(tmp_path
 
     assert "tofu3-" not in netns_list()
     assert netns.leftovers() == []
+
+
+def test_ssh_connections_turn_off_nagle_as_openssh_does(loopback_lab: LabState) -> None:
+    # Each command is a few small messages, each waiting for the answer to the one before:
+    # with Nagle's algorithm and delayed ACKs, each could wait 40 ms more.
+    vantage = load_inventory(lab_inventory(loopback_lab.directory)).vantages[0]
+    connection = SshConnection.connect(vantage)
+    try:
+        transport = connection._client.get_transport()
+        assert transport is not None
+        sock = transport.sock
+        assert isinstance(sock, socket.socket)
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+        assert connection.run("true", timeout=30, stdout_cap=100).exit_status == 0
+    finally:
+        connection.close()

@@ -5,6 +5,7 @@ and in order, failures name their item, secrets stay on stdin, nothing is left b
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -124,6 +125,38 @@ def test_a_manifest_over_the_cap_is_refused(registry: LocalRegistry) -> None:
                 (Request(registry.url("/blob")), "manifest b"),
             ],
             cap=len(MANIFEST),
+            jobs=2,
+        )
+
+
+def test_a_manifest_with_no_announced_length_over_the_cap_is_refused(
+    registry: LocalRegistry,
+) -> None:
+    curl, _ = _curl(registry)
+
+    with pytest.raises(ResponseTooLarge, match="manifest b"):
+        fetch_level(
+            curl,
+            [
+                (Request(registry.url("/manifest")), "manifest a"),
+                (Request(registry.url("/unannounced-blob")), "manifest b"),
+            ],
+            cap=len(MANIFEST),
+            jobs=2,
+        )
+
+
+def test_a_level_whose_manifests_are_too_large_together_is_refused(
+    registry: LocalRegistry,
+) -> None:
+    limits = replace(DEFAULT_LIMITS, level_manifest_bytes=len(MANIFEST) * 2)
+    curl, _ = _curl(registry, limits=limits)
+
+    with pytest.raises(ResponseTooLarge, match="3 manifests of one level"):
+        fetch_level(
+            curl,
+            [(Request(registry.url("/manifest")), f"manifest {n}") for n in "abc"],
+            cap=DEFAULT_LIMITS.manifest_bytes,
             jobs=2,
         )
 

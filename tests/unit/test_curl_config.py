@@ -105,6 +105,15 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/to-cdn":
             # As ghcr.io and Docker Hub do: 307 to a signed URL on another host.
             self._redirect(f"https://cdn.test:{port}/blob?X-Amz-Signature=sig&X-Amz-Expires=60")
+        elif path == "/unannounced-blob":
+            # No Content-Length: the body ends when the connection closes (HTTP/1.0), so curl
+            # cannot refuse it by its announced size.
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(BLOB)
+            self.close_connection = True
         elif path == "/to-http":
             self._redirect(f"http://127.0.0.1:{port}/blob")
         else:

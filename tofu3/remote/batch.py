@@ -260,19 +260,28 @@ def fetch_level(
     count = len(items)
     splitter = _StderrSplitter(limits.stderr_bytes + count * _FACTS_BYTES_PER_TRANSFER, None)
     waves = -(-count // jobs)
+    total_cap = min(count * cap, limits.level_manifest_bytes)
     result = connection.run(
         fetch_level_command(count, directory),
         stdin_for(config),
         close_stdin=False,
         timeout=limits.request_timeout * waves + 10,
-        stdout_cap=count * (cap + 64) + 64,
+        stdout_cap=total_cap + count * 64 + 64,
         on_stderr=splitter.feed,
     )
+    whats = [what for _, what in items]
+    together = ResponseTooLarge(
+        f"vantage {vantage!r}: the {count} manifests of one level are over {total_cap} bytes "
+        "together"
+    )
     if result.stdout_truncated:
-        raise ResponseTooLarge(f"vantage {vantage!r}: {items[0][1]}: over its {cap}-byte cap")
+        _refuse_oversized(result.stdout, whats, cap, vantage)
+        raise together
     stderr = splitter.text()
     facts = _facts_by_index(stderr, count, vantage)
-    bodies = _bodies(result.stdout, count, cap, vantage)
+    bodies = _bodies(result.stdout, whats, cap, vantage)
+    if sum(len(body) for body in bodies.values()) > total_cap:
+        raise together
     responses: list[Response] = []
     for index, (_, what) in enumerate(items):
         fact = facts.get(index)
@@ -286,8 +295,20 @@ def fetch_level(
     return responses
 
 
-def _bodies(stdout: bytes, count: int, cap: int, vantage: str) -> dict[int, bytes]:
+def _refuse_oversized(stdout: bytes, whats: Sequence[str], cap: int, vantage: str) -> None:
+    """Name the manifest over its cap, if a frame header says which (a server that announced
+    no length: curl could not refuse it up front)."""
+    for match in _BODY_RE.finditer(stdout):
+        index, length = int(match.group(1)), match.group(2)
+        if length != b"-" and int(length) > cap and index < len(whats):
+            raise ResponseTooLarge(
+                f"vantage {vantage!r}: {whats[index]} is over its {cap}-byte cap"
+            )
+
+
+def _bodies(stdout: bytes, whats: Sequence[str], cap: int, vantage: str) -> dict[int, bytes]:
     """The framed bodies: ``TOFU3-BODY INDEX LENGTH``, then exactly LENGTH bytes."""
+    count = len(whats)
     bodies: dict[int, bytes] = {}
     position = 0
     while True:
@@ -299,8 +320,10 @@ def _bodies(stdout: bytes, count: int, cap: int, vantage: str) -> dict[int, byte
         if match.group(2) == b"-":
             continue
         length = int(match.group(2))
-        if index >= count or index in bodies or length > cap:
+        if index >= count or index in bodies:
             raise TransportError(f"vantage {vantage!r}: the manifests came back garbled")
+        if length > cap:
+            _refuse_oversized(match.group(0), whats, cap, vantage)
         bodies[index] = stdout[position : position + length]
         if len(bodies[index]) != length:
             raise TransportError(f"vantage {vantage!r}: a manifest came back cut short")

@@ -12,6 +12,7 @@ Everything paramiko or a socket raises here becomes a tofu3 error.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import socket
@@ -139,6 +140,15 @@ def connect_jump(hop: SshTarget, vantage: str, limits: Limits) -> paramiko.SSHCl
     return client
 
 
+def no_delay(sock: object) -> None:
+    """Turn off Nagle's algorithm, as OpenSSH does: every command is a few small messages
+    (open a channel, exec, stdin), each waiting for the answer to the one before, and with
+    Nagle and delayed ACKs each of those waits up to 40 ms more."""
+    if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 def _through_jump(target: SshTarget, vantage: str, limits: Limits) -> _JumpProxy:
     assert target.jump is not None  # noqa: S101 - the caller checked
     hop = target.jump
@@ -147,6 +157,7 @@ def _through_jump(target: SshTarget, vantage: str, limits: Limits) -> _JumpProxy
         transport = client.get_transport()
         if transport is None:
             raise paramiko.SSHException("the jump connection closed")
+        no_delay(transport.sock)
         channel = transport.open_channel(
             "direct-tcpip",
             (target.hostname, target.port),

@@ -8,7 +8,6 @@ module imports paramiko.
 from __future__ import annotations
 
 import base64
-import contextlib
 import ipaddress
 import select
 import socket
@@ -28,7 +27,7 @@ from tofu3.errors import (
 )
 from tofu3.inventory import Vantage
 from tofu3.limits import DEFAULT_LIMITS, Limits
-from tofu3.remote.jump import log_in, open_route, paramiko_host_key_name
+from tofu3.remote.jump import log_in, no_delay, open_route, paramiko_host_key_name
 from tofu3.remote.known_hosts import (
     RecordingRejectPolicy,
     fingerprint,
@@ -64,7 +63,7 @@ class SshConnection:
         self.host_key_fingerprint = fingerprint(key) if key is not None else ""
         self.peer = _peer(transport.sock if transport is not None else None)
         if transport is not None:
-            _no_delay(transport.sock)
+            no_delay(transport.sock)
 
     @classmethod
     def connect(cls, vantage: Vantage, limits: Limits = DEFAULT_LIMITS) -> SshConnection:
@@ -284,15 +283,6 @@ def _handshake_failure(
             f"no SSH handshake (banner and key exchange) within {limits.ssh_connect_timeout:g} s"
         )
     return cause
-
-
-def _no_delay(sock: object) -> None:
-    """Turn off Nagle's algorithm, as OpenSSH does: every command is a few small messages
-    (open a channel, exec, stdin), each waiting for the answer to the one before, and with
-    Nagle and delayed ACKs each of those waits up to 40 ms more."""
-    if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def _peer(sock: object) -> tuple[str, int] | None:
