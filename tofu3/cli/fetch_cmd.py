@@ -11,7 +11,6 @@ other bytes than they agreed on: nothing is kept); 2 usage or configuration erro
 from __future__ import annotations
 
 import argparse
-import importlib
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +100,6 @@ def register(commands: Any) -> None:
 def run(args: argparse.Namespace, out: Console, err: Console) -> int:
     """``tofu3 fetch``. Its body (and with it httpx and the OCI layout writer) is imported only
     when fetch runs: start-up time is part of every ``tofu3 verify``."""
-    body = importlib.import_module("tofu3.cli.fetch_run")
-    status: int = body.run(args, out, err)
-    return status
+    from tofu3.cli import fetch_run  # noqa: PLC0415 - loaded when the command runs (start-up)
+
+    return fetch_run.run(args, out, err)

@@ -18,23 +18,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tofu3.errors import ConfigurationError, LedgerError, SigningKeyError, Tofu3Error
 from tofu3.inventory import find_inventory
 from tofu3.ledger.policy import TagHistory, apply_tag_history
 from tofu3.ledger.record import entry_for, history_for
 from tofu3.ledger.store import Ledger
-from tofu3.report.attestation import PAYLOAD_TYPE, NothingToAttest, serialize, statement
 from tofu3.report.document import Signoff, build_document, render_document, timestamp
 from tofu3.report.files import write_report_file
-from tofu3.report.html import render_html
-from tofu3.report.markdown import render_markdown
-from tofu3.signing import sshsig
-from tofu3.signing.dsse import sign_envelope
-from tofu3.signing.keys import Signer
-from tofu3.signing.loader import load_signer
 from tofu3.verdict import Verdict
+
+if TYPE_CHECKING:
+    from tofu3.signing.keys import Signer
+
+# The renderers and the signing code are imported where an option asks for them: start-up
+# time is part of every verification (docs/performance.md).
 
 PASSPHRASE_ENV = "TOFU3_KEY_PASSPHRASE"  # noqa: S105 (the name of a variable, not a secret)
 
@@ -119,6 +118,8 @@ class Outputs:
         self._ledger = Ledger.open_default(find_inventory(args.inventory))
         try:
             if args.sign_key is not None:
+                from tofu3.signing.loader import load_signer  # noqa: PLC0415 - see top
+
                 self._signer = load_signer(args.sign_key, passphrase_source(args.sign_key))
         except BaseException:
             self._ledger.close()
@@ -133,6 +134,8 @@ class Outputs:
     def _signoff(self) -> Signoff | None:
         if self._signer is None:
             return None
+        from tofu3.signing import sshsig  # noqa: PLC0415 - see top
+
         public = self._signer.public_key
         return Signoff(
             identity=self._args.signer,
@@ -187,15 +190,21 @@ class Outputs:
             if self._signer is not None:
                 self._sign_report(self._signer, args.report, data, done)
         if args.markdown is not None:
+            from tofu3.report.markdown import render_markdown  # noqa: PLC0415 - see top
+
             write_report_file(
                 args.markdown, render_markdown(documents, json_report=report).encode()
             )
         if args.html is not None:
+            from tofu3.report.html import render_html  # noqa: PLC0415 - see top
+
             write_report_file(args.html, render_html(documents).encode())
         if args.attestation is not None and self._signer is not None:
             self._attest(self._signer, args.attestation, documents, report, done)
 
     def _sign_report(self, signer: Signer, path: Path, data: bytes, done: Finished) -> None:
+        from tofu3.signing import sshsig  # noqa: PLC0415 - see top
+
         signature_path = path.with_name(path.name + ".sig")
         try:
             signature = sshsig.sign(data, signer)
@@ -217,6 +226,14 @@ class Outputs:
         report: tuple[str, str] | None,
         done: Finished,
     ) -> None:
+        from tofu3.report.attestation import (  # noqa: PLC0415 - see top
+            PAYLOAD_TYPE,
+            NothingToAttest,
+            serialize,
+            statement,
+        )
+        from tofu3.signing.dsse import sign_envelope  # noqa: PLC0415 - see top
+
         lines = []
         for document in documents:
             try:

@@ -54,6 +54,9 @@ class LiveProgress:
             console=console,
             transient=True,
             disable=not self._live,
+            # curl's meter reports twice a second: redrawing more often shows nothing new, and
+            # takes CPU from the downloads when vantages share a machine (the lab).
+            refresh_per_second=4,
         )
         self._tasks: dict[str, TaskID] = {}
         self._lock = threading.Lock()
