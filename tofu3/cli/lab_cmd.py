@@ -1,4 +1,4 @@
-"""``tofu3 lab up|down|status|inventory|tamper`` and ``tofu3 demo``."""
+"""``tofu3 lab up|down|status|inventory|tamper|latency`` and ``tofu3 demo``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from tofu3.cli.common import EXIT_INCONCLUSIVE
+from tofu3.errors import ConfigurationError
+from tofu3.lab.latency import LATENCY_FILE, MAX_DELAY_MS, parse_delay, read_delay_ms
 from tofu3.lab.tamper import DESCRIPTIONS, TAMPER_KINDS
 
 
@@ -42,6 +44,16 @@ def register(commands: Any) -> None:
         choices=[*TAMPER_KINDS, "none"],
         metavar="KIND",
         help=f"one of: {', '.join(TAMPER_KINDS)}, none",
+    )
+    latency = actions.add_parser(
+        "latency",
+        help="make the lab registry wait before every response (a slow network)",
+        description="Make the lab registry (its token service and CDN too) wait DELAY before "
+        "every response it sends, until told otherwise: a slow network, to watch what it does "
+        "to a verification. 'off' (or 0) makes it fast again; 'lab up' starts it fast.",
+    )
+    latency.add_argument(
+        "delay", metavar="DELAY", help=f"e.g. 100ms or 0.25s (at most {MAX_DELAY_MS} ms), or off"
     )
 
     demo = commands.add_parser(
@@ -81,6 +93,12 @@ def run_lab(args: argparse.Namespace, out: Console, err: Console) -> int:
             return EXIT_INCONCLUSIVE
         health = "up" if status.up else "not fully up"
         out.print(f"lab {health} ({status.mode.value}) in {escape(str(status.directory))}")
+        try:
+            delay_ms = read_delay_ms(status.directory / LATENCY_FILE)
+        except (OSError, ValueError):
+            delay_ms = 0
+        if delay_ms:
+            out.print(f"  latency  the registry waits {delay_ms} ms before every response")
         for process in status.processes:
             alive = "[green]running[/]" if process.alive else "[red]gone[/]"
             where = escape(", ".join(process.endpoints))
@@ -99,5 +117,16 @@ def run_lab(args: argparse.Namespace, out: Console, err: Console) -> int:
         who = "every vantage" if args.vantage in ("all", "*") else f"vantage {args.vantage}"
         what = "honest again" if kind is None else f"now served a tampered {kind}"
         err.print(f"{escape(who)}: {what}")
+        return 0
+    if action == "latency":
+        try:
+            delay_ms = parse_delay(args.delay)
+        except ValueError as exc:
+            raise ConfigurationError(f"lab latency: {exc}") from None
+        manager.lab_latency(delay_ms)
+        if delay_ms:
+            err.print(f"the lab registry now waits {delay_ms} ms before every response")
+        else:
+            err.print("the lab registry answers at once again")
         return 0
     raise AssertionError(f"unhandled lab action {action!r}")

@@ -23,6 +23,8 @@ from tofu3.errors import Tofu3Error
 from tofu3.inventory import load_inventory_text
 from tofu3.lab.errors import LabError
 from tofu3.lab.impostor import Impostor, poison_hosts, read_impostor, start_impostor, stop_impostor
+from tofu3.lab.latency import LATENCY_FILE
+from tofu3.lab.latency import render as render_latency
 from tofu3.lab.netns import (
     SERVICE_ADDRESSES,
     SERVICE_HOSTS,
@@ -207,6 +209,20 @@ def lab_tamper(vantage: str, kind: str | None, directory: Path | None = None) ->
     return table
 
 
+def lab_latency(delay_ms: int, directory: Path | None = None) -> int:
+    """Make the lab registry wait ``delay_ms`` before every response it sends (registry, token
+    service, CDN), or not at all (0). Returns the delay now in force."""
+    state = _require_up(directory)
+    with _locked(state.directory):
+        path = state.directory / LATENCY_FILE
+        if delay_ms == 0:
+            path.unlink(missing_ok=True)
+        else:
+            # Read on every request: the registry must never see half of it.
+            write_atomic(path, render_latency(delay_ms), 0o644)
+    return delay_ms
+
+
 def lab_impostor_up(directory: Path | None = None) -> Impostor:
     """Start an impostor registry beside the lab in ``directory`` (see
     :mod:`tofu3.lab.impostor`); ``lab down`` stops it too."""
@@ -306,8 +322,9 @@ def write_inventory(
 def _start(directory: Path, mode: LabMode) -> LabState:
     if mode is LabMode.NETNS and not netns_supported():
         raise LabError("the netns lab needs root and a working `ip netns`; use --mode loopback")
-    # A new lab starts honest, whatever an earlier one was told.
+    # A new lab starts honest and fast, whatever an earlier one was told.
     (directory / TAMPER_FILE).unlink(missing_ok=True)
+    (directory / LATENCY_FILE).unlink(missing_ok=True)
     client = ensure_client_key(directory)
     with contextlib.ExitStack() as undo:
         try:
@@ -458,7 +475,7 @@ def _remove_network_quietly() -> None:
 
 
 def _forget_state(directory: Path) -> None:
-    for name in ("state.json", "inventory.yaml", TAMPER_FILE):
+    for name in ("state.json", "inventory.yaml", TAMPER_FILE, LATENCY_FILE):
         (directory / name).unlink(missing_ok=True)
 
 

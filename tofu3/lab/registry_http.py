@@ -101,6 +101,7 @@ class LabHandler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
 
     _tamper: TamperMode | None = None
+    _delay: float = 0.0
 
     def version_string(self) -> str:
         """The Server header: no Python version, as a real registry would not say."""
@@ -124,6 +125,10 @@ class LabHandler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         state, role = self.lab.state, self.lab.role
         self._tamper = state.tamper_for(self.client_address[0])
+        self._delay = state.delay_seconds()
+        if self._delay:
+            # The latency switch: a slow network, as every response sees it.
+            time.sleep(self._delay)
         if role is Role.CDN:
             self._cdn(url.path, url.query)
         elif role is Role.AUTH:
@@ -353,6 +358,8 @@ class LabHandler(BaseHTTPRequestHandler):
         fields.append(str(int(code)) if not isinstance(code, str) else code)
         if self._tamper is not None:
             fields.append(f"tamper={self._tamper.value}")
+        if self._delay:
+            fields.append(f"delay={round(self._delay * 1000)}ms")
         self.lab.state.log.write(*fields)
 
     def log_error(self, format: str, *args: Any) -> None:

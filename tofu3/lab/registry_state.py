@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tofu3.digest import Digest
+from tofu3.lab.latency import LATENCY_FILE, read_delay_ms
 from tofu3.lab.store import Store, StoredManifest
 from tofu3.lab.tamper import TAMPER_FILE, TamperMode, mode_for, read_table
 from tofu3.lab.tokens import CdnSigner, TokenBook
@@ -117,6 +118,14 @@ class LabState:
             self.log.write("tamper.json", "unreadable:", "serving", "honestly")
             return None
         return mode_for(table, client_ip)
+
+    def delay_seconds(self) -> float:
+        """The latency switch (latency.json, read afresh each time), in seconds."""
+        try:
+            return read_delay_ms(self.directory / LATENCY_FILE) / 1000
+        except (OSError, ValueError):
+            self.log.write("latency.json", "unreadable:", "no", "delay")
+            return 0.0
 
     def view_for(self, mode: TamperMode | None) -> ClientView:
         """What a client with tamper ``mode`` is shown: another store's tags win, while the
