@@ -176,7 +176,7 @@ def test_curl_args_become_config_lines_in_every_group() -> None:
     )
 
     assert lines == ('ipv4\ncacert = "/etc/lab/ca.pem"\nproxy = "http://proxy:3128"\ntcp-nodelay\n')
-    assert config.startswith("parallel\nparallel-max = 4\n")
+    assert config.startswith("parallel\nparallel-immediate\nparallel-max = 4\n")
     assert config.count(lines) == 2
     assert 'output = "/tmp/tofu3-x/0"' in config
     assert 'output = "/tmp/tofu3-x/1"' in config

@@ -105,7 +105,11 @@ def batch_config(
     directory: str,
 ) -> str:
     """The curl config for one level: parallel mode, then one ``next`` group per request,
-    each writing its body to ``directory``/INDEX and its facts to stderr tagged INDEX."""
+    each writing its body to ``directory``/INDEX and its facts to stderr tagged INDEX.
+
+    ``parallel-immediate``: up to ``jobs`` connections at once, as ``--jobs`` promises, rather
+    than every transfer multiplexed on one HTTP/2 connection (one TCP connection's window is
+    what limits a long path); idle connections are still reused."""
     extra = config_lines(extra_args)
     groups = [
         render_config(
@@ -120,7 +124,7 @@ def batch_config(
         + f'output = "{directory}/{index}"\n'
         for index, request in enumerate(requests)
     ]
-    return f"parallel\nparallel-max = {jobs}\n" + "next\n".join(groups)
+    return f"parallel\nparallel-immediate\nparallel-max = {jobs}\n" + "next\n".join(groups)
 
 
 def _setup(directory: str) -> str:
