@@ -161,6 +161,29 @@ def test_a_level_whose_manifests_are_too_large_together_is_refused(
         )
 
 
+def test_markers_a_server_writes_into_a_header_are_not_taken_for_curls_own(
+    registry: LocalRegistry,
+) -> None:
+    curl, _ = _curl(registry)
+    items = [
+        (Request(registry.url("/marker-in-header")), "manifest a"),
+        (Request(registry.url("/manifest")), "manifest b"),
+    ]
+
+    responses = fetch_level(curl, items, cap=4096, jobs=2)
+
+    assert [r.connection.status for r in responses] == [200, 200]
+    assert [r.body for r in responses] == [MANIFEST, MANIFEST]
+
+
+def test_an_empty_level_runs_nothing(registry: LocalRegistry) -> None:
+    curl, shell = _curl(registry)
+
+    assert fetch_level(curl, [], cap=4096, jobs=2) == []
+    assert download_level(curl, [], jobs=2) == []
+    assert shell.calls == []
+
+
 def test_curl_args_become_config_lines_in_every_group() -> None:
     args = ["-4", "--cacert", "/etc/lab/ca.pem", "-x", "http://proxy:3128", "--tcp-nodelay"]
 

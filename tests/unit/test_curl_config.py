@@ -105,6 +105,14 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/to-cdn":
             # As ghcr.io and Docker Hub do: 307 to a signed URL on another host.
             self._redirect(f"https://cdn.test:{port}/blob?X-Amz-Signature=sig&X-Amz-Expires=60")
+        elif path == "/marker-in-header":
+            # A server that writes tofu3's own markers into a header value.
+            self.send_response(200)
+            self.send_header("X-Fake", 'TOFU3-WO {"http_code": 500, "exitcode": 0}')
+            self.send_header("X-Fake-Level", 'TOFU3-WO-0 {"http_code": 500, "exitcode": 0}')
+            self.send_header("Content-Length", str(len(MANIFEST)))
+            self.end_headers()
+            self.wfile.write(MANIFEST)
         elif path == "/unannounced-blob":
             # No Content-Length: the body ends when the connection closes (HTTP/1.0), so curl
             # cannot refuse it by its announced size.
@@ -697,6 +705,18 @@ def test_real_progress_meter_output_gives_the_bytes_received(registry: LocalRegi
 
 
 # --- Parsing curl's write-out and meter ----------------------------------------------------------
+
+
+def test_markers_a_server_writes_into_a_header_are_not_taken_for_curls_own(
+    registry: LocalRegistry,
+) -> None:
+    curl, _ = _curl(registry)
+
+    response = curl.fetch(Request(registry.url("/marker-in-header")), cap=4096, what="manifest")
+
+    assert response.connection.status == 200
+    assert response.body == MANIFEST
+    assert (response.connection.header("x-fake") or "").startswith("TOFU3-WO ")
 
 
 def test_stderr_without_the_write_out_yields_only_the_error_line() -> None:

@@ -39,7 +39,9 @@ from tofu3.remote.curl import (
 )
 from tofu3.remote.shell import remote_sh
 
-_WO_RE = re.compile(r"TOFU3-WO-(\d+) ")
+# At the start of a line only: a response header may carry any text, but curl's header_json
+# escapes newlines, so a marker a server wrote can never start a line.
+_WO_RE = re.compile(r"^TOFU3-WO-(\d+) ", re.MULTILINE)
 _BODY_RE = re.compile(rb"TOFU3-BODY (\d+) +(\d+|-)\n")
 _SUM_RE = re.compile(rb"^TOFU3-SUM (\d+) (.*)$", re.MULTILINE)
 _HEX_RE = re.compile(r"\b([0-9a-f]{64}|[0-9a-f]{128})\b")
@@ -196,7 +198,9 @@ class _StderrSplitter:
         self._on_progress = on_progress
 
     def feed(self, chunk: bytes) -> None:
-        *pieces, self._pending = re.split(rb"([\r\n])", self._pending + chunk)
+        *pieces, pending = re.split(rb"([\r\n])", self._pending + chunk)
+        # A line that never ends is kept only up to the cap.
+        self._pending = pending[: self._cap]
         # re.split with a group puts each separator right after its piece.
         for piece, separator in zip(pieces[::2], pieces[1::2], strict=True):
             seen = parallel_meter_bytes(piece.decode("ascii", "replace"))
@@ -249,6 +253,8 @@ def fetch_level(
 ) -> list[Response]:
     """GET every request (at most ``cap`` bytes each) in one SSH command; each body exactly
     as received. Raises the error of the first item (in order) that failed."""
+    if not items:
+        return []
     connection, extra_args, limits = curl.ssh, curl.extra_args, curl.limits
     vantage = connection.vantage.name
     directory = private_directory()
@@ -347,6 +353,8 @@ def download_level(
     """Download every ``(request, algorithm, what)`` on the vantage in one SSH command,
     hashing each as it streams; ``on_progress`` gets the bytes received by all of them so
     far. Raises the error of the first item (in order) that failed."""
+    if not items:
+        return []  # (the command's `wait` would otherwise wait for its own watchdog)
     connection, facts, extra_args, limits = curl.ssh, curl.facts, curl.extra_args, curl.limits
     vantage = connection.vantage.name
     directory = private_directory()

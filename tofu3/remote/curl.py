@@ -203,9 +203,11 @@ def download_command(extra_args: Sequence[str], hash_command: str) -> str:
 
 def parse_facts(stderr: bytes) -> tuple[Connection | None, int | None, str]:
     """Parse curl's write-out from stderr: (connection, curl exit code, error message)."""
-    text = stderr.decode("utf-8", "replace")
-    start = text.rfind(_WO_MARK)
-    if start < 0:
+    text = "\n" + stderr.decode("utf-8", "replace")
+    # The write-out starts a line; a marker a server put in a header value cannot (curl's
+    # header_json escapes newlines).
+    start = text.rfind("\n" + _WO_MARK) + 1
+    if start <= 0:
         return None, None, _tail(text)
     connection, exit_code, message = facts_from(text[start + len(_WO_MARK) :])
     if connection is None:
