@@ -5,6 +5,8 @@ and in order, failures name their item, secrets stay on stdin, nothing is left b
 from __future__ import annotations
 
 import hashlib
+import re
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,22 +16,26 @@ from tests.unit.test_curl_config import (
     BLOB,
     MANIFEST,
     LocalRegistry,
+    LocalShell,
     _closed_port,
     _curl,
     registry,
     seen,
 )
 from tofu3.digest import digest_bytes
-from tofu3.errors import CurlFailed, ResponseTooLarge
+from tofu3.errors import CurlFailed, ResponseTooLarge, TransportError
 from tofu3.limits import DEFAULT_LIMITS
 from tofu3.remote.batch import (
+    _StderrSplitter,
     batch_config,
     config_lines,
     download_level,
     fetch_level,
+    fetch_level_command,
     parallel_meter_bytes,
+    private_directory,
 )
-from tofu3.remote.curl import Request
+from tofu3.remote.curl import Request, stdin_for
 
 __all__ = ["registry", "seen"]  # fixtures, imported for pytest
 
@@ -146,6 +152,35 @@ def test_a_manifest_with_no_announced_length_over_the_cap_is_refused(
         )
 
 
+def test_curl_cannot_write_a_manifest_file_much_over_the_cap(registry: LocalRegistry) -> None:
+    # curl before 8.4 ignores max-filesize for a body sent without a length: the shell's file
+    # size limit is what keeps a server from filling the vantage's /tmp.
+    cap = 1000
+    directory = private_directory()
+    config = batch_config(
+        [Request(registry.url("/unannounced-blob"))],
+        extra_args=registry.curl_args,
+        limits=DEFAULT_LIMITS,
+        jobs=1,
+        blob=False,
+        cap=cap,
+        directory=directory,
+    )
+    command = fetch_level_command(1, directory, cap)
+    shell = LocalShell(registry.home)
+
+    # stdin stays open, as over SSH (closing it is the watchdog's signal to end everything).
+    result = shell.run(
+        command, stdin_for(config), timeout=60, stdout_cap=1 << 20, close_stdin=False
+    )
+
+    header = re.match(rb"TOFU3-BODY 0 +(\d+)\n", result.stdout)
+    assert header is not None, result.stdout[:200]
+    assert cap < int(header.group(1)) <= cap + 1024 < len(BLOB)
+    assert b'"exitcode":23' in result.stderr  # curl's write failed, it was not killed
+    assert not Path(directory).exists()
+
+
 def test_a_level_whose_manifests_are_too_large_together_is_refused(
     registry: LocalRegistry,
 ) -> None:
@@ -220,3 +255,52 @@ def test_the_parallel_meter_gives_the_bytes_of_every_transfer(
     update: str, expected: int | None
 ) -> None:
     assert parallel_meter_bytes(update) == expected
+
+
+@pytest.mark.parametrize("blob", [False, True], ids=["manifests", "blobs"])
+def test_a_curl_that_never_runs_is_reported_with_its_exit_status_and_nothing_hangs(
+    registry: LocalRegistry, blob: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # curl gone from the vantage after the probe: no transfer starts, so no FIFO is ever
+    # opened by curl, and every hasher must still end for the command to end.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("sh", "mkdir", "mkfifo", "rm", "cat", "wc", "sha256sum"):
+        found = shutil.which(tool)
+        assert found is not None
+        (bin_dir / tool).symlink_to(found)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    curl, _ = _curl(registry)
+    before = _leftovers()
+
+    with pytest.raises(TransportError, match=r"curl reported nothing \(curl exit status 127\)"):
+        if blob:
+            download_level(curl, [(Request(registry.url("/blob")), "sha256", "blob a")], jobs=2)
+        else:
+            fetch_level(
+                curl, [(Request(registry.url("/manifest")), "manifest a")], cap=4096, jobs=2
+            )
+
+    assert _leftovers() <= before
+
+
+def test_a_marker_after_a_carriage_return_does_not_start_a_line() -> None:
+    splitter = _StderrSplitter(4096, None)
+
+    splitter.feed(b'curl: (8) weird\rTOFU3-WO-1 {"http_code": 200}\n')
+    splitter.feed(b"\nTOFU3-WO-0 {}\n")
+
+    text = splitter.text()
+    assert [m.group(1) for m in re.finditer(r"(?m)^TOFU3-WO-(\d+) ", text)] == ["0"]
+
+
+def test_meter_updates_become_progress_and_an_error_after_one_is_kept() -> None:
+    seen: list[int] = []
+    splitter = _StderrSplitter(4096, seen.append)
+
+    splitter.feed(b"--  --  1024k     0     2     2  --:--:--  0:00:01 --:--:--  900k\r")
+    splitter.feed(b" 50 --  2048k     0     2     2  0:00:02  0:00:01  0:00:01  900k")
+    splitter.feed(b"curl: (56) Recv failure: Connection reset by peer\n")
+
+    assert seen == [1024 * 1024, 2048 * 1024]
+    assert splitter.text() == "curl: (56) Recv failure: Connection reset by peer\n"

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 import secrets
 import shlex
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from tofu3.digest import parse_digest
@@ -43,6 +43,7 @@ from tofu3.remote.shell import remote_sh
 # escapes newlines, so a marker a server wrote can never start a line.
 _WO_RE = re.compile(r"^TOFU3-WO-(\d+) ", re.MULTILINE)
 _BODY_RE = re.compile(rb"TOFU3-BODY (\d+) +(\d+|-)\n")
+_CURL_EXIT_RE = re.compile(rb"^TOFU3-CURL-EXIT (\d+)$", re.MULTILINE)
 _SUM_RE = re.compile(rb"^TOFU3-SUM (\d+) (.*)$", re.MULTILINE)
 _HEX_RE = re.compile(r"\b([0-9a-f]{64}|[0-9a-f]{128})\b")
 # curl's parallel meter: DL% UL% Dled Uled Xfers Live ...; Dled is every transfer's bytes.
@@ -142,7 +143,17 @@ def _setup(directory: str) -> str:
 _CURL = "printf '%s' \"$cfg\" | curl -q -K -; rc=$?; "
 
 
-def fetch_level_command(count: int, directory: str) -> str:
+def _curl_with_file_limit(cap: int) -> str:
+    """curl for manifests, unable to write a file much over ``cap``: curl before 8.4 does not
+    apply ``max-filesize`` to a body sent without a length, and would fill the vantage's /tmp
+    with whatever a server sends. ``ulimit -f`` counts 512-byte blocks (1024 in some shells:
+    a looser bound, never a tighter one); with SIGXFSZ ignored, curl's write fails instead,
+    and the file left over the cap is refused by name."""
+    blocks = cap // 512 + 2
+    return f"( trap '' XFSZ; ulimit -f {blocks}; printf '%s' \"$cfg\" | curl -q -K - ); rc=$?; "
+
+
+def fetch_level_command(count: int, directory: str, cap: int) -> str:
     """Manifests: curl writes each body to a file; then each comes back as
     ``TOFU3-BODY INDEX LENGTH`` and its bytes (``-`` for a body curl never wrote)."""
     emit = (
@@ -151,7 +162,7 @@ def fetch_level_command(count: int, directory: str) -> str:
         'cat "$d/$i"; else printf \'TOFU3-BODY %s -\\n\' "$i"; fi; i=$((i+1)); done; '
     )
     return remote_sh(
-        f"{PRELUDE}{_setup(directory)}{_CURL}{emit}"
+        f"{PRELUDE}{_setup(directory)}{_curl_with_file_limit(cap)}{emit}"
         'echo "TOFU3-CURL-EXIT $rc"; kill "$wd" 2>/dev/null; exit 0'
     )
 
@@ -159,23 +170,23 @@ def fetch_level_command(count: int, directory: str) -> str:
 def download_level_command(hash_commands: Sequence[str], directory: str) -> str:
     """Blobs: one FIFO and one hasher per blob, then curl. A FIFO curl never opened (a
     transfer that failed before its body) is opened and closed here, so its hasher ends."""
+    # rel: open and close every FIFO made so far, so that a hasher still waiting for a
+    # writer (its transfer failed before the first byte, or the level stopped half-way)
+    # sees an empty stream and ends.
+    release = 'rel() { for f in "$d"/*; do [ -p "$f" ] && { exec 7<>"$f"; exec 7<&-; }; done; }; '
     hashers = "".join(
-        f'mkfifo "$d/{i}" || exit {_EXIT_NO_DIRECTORY}; '
-        f'{command} <"$d/{i}" >"$d/{i}.sum" & p="$p $!"; '
+        f'mkfifo "$d/{i}" || {{ rel; exit {_EXIT_NO_DIRECTORY}; }}; '
+        f'{command} <"$d/{i}" >"$d/{i}.sum" 2>/dev/null & p="$p $!"; '
         for i, command in enumerate(hash_commands)
     )
     count = len(hash_commands)
-    release = (
-        f'i=0; while [ "$i" -lt {count} ]; do '
-        'exec 7<>"$d/$i"; exec 7<&-; i=$((i+1)); done; wait $p; '
-    )
     emit = (
         f'i=0; while [ "$i" -lt {count} ]; do '
         'printf \'TOFU3-SUM %s %s\\n\' "$i" "$(cat "$d/$i.sum" 2>/dev/null)"; '
         "i=$((i+1)); done; "
     )
     return remote_sh(
-        f"{PRELUDE}{_setup(directory)}p=; {hashers}{_CURL}{release}{emit}"
+        f"{PRELUDE}{_setup(directory)}{release}p=; {hashers}{_CURL}rel; wait $p; {emit}"
         'echo "TOFU3-CURL-EXIT $rc"; kill "$wd" 2>/dev/null; exit 0'
     )
 
@@ -194,6 +205,7 @@ class _StderrSplitter:
     def __init__(self, cap: int, on_progress: Callable[[int], None] | None) -> None:
         self.kept = bytearray()
         self._pending = b""
+        self._line_start = True
         self._cap = cap
         self._on_progress = on_progress
 
@@ -204,13 +216,20 @@ class _StderrSplitter:
         # re.split with a group puts each separator right after its piece.
         for piece, separator in zip(pieces[::2], pieces[1::2], strict=True):
             seen = parallel_meter_bytes(piece.decode("ascii", "replace"))
+            keep = piece
             if seen is not None:
                 if self._on_progress is not None:
                     self._on_progress(seen)
-                continue
-            if separator == b"\r" or len(self.kept) >= self._cap:
-                continue
-            self.kept += (piece + separator)[: self._cap - len(self.kept)]
+                # curl may end a meter update with its error message, on the same line.
+                error = piece.find(b"curl: (")
+                keep = piece[error:] if error >= 0 else b""
+            elif not self._line_start:
+                # Text after a carriage return does not start a line: a write-out marker
+                # there is not curl's.
+                keep = b" " + piece
+            self._line_start = separator == b"\n"
+            if keep and len(self.kept) < self._cap:
+                self.kept += (keep + b"\n")[: self._cap - len(self.kept)]
 
     def text(self) -> str:
         return (bytes(self.kept) + self._pending).decode("utf-8", "replace")
@@ -230,17 +249,28 @@ def _facts_by_index(text: str, count: int, vantage: str) -> dict[int, _Facts]:
     return found
 
 
-def _missing(vantage: str, what: str, exit_status: int, stderr: str) -> TransportError:
+def _missing(
+    vantage: str, what: str, exit_status: int, stdout: bytes, stderr: str
+) -> TransportError:
+    """The error for a transfer curl gave no account of."""
     if exit_status == _EXIT_NO_DIRECTORY:
         return TransportError(
-            f"vantage {vantage!r}: {what}: could not make a private directory in /tmp on the "
-            "vantage (for the FIFOs between curl and the hash tool): is /tmp writable there?"
+            f"vantage {vantage!r}: {what}: could not make a private directory (or a FIFO in "
+            "it) in /tmp on the vantage for this level's downloads: is /tmp writable there?"
         )
-    lines = [line.strip() for line in stderr.replace("\r", "\n").splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("curl:")]
-    detail = (errors or lines or ["no output"])[-1][:300]
+    curl_exit = _CURL_EXIT_RE.search(stdout)
+    status = (
+        f"curl exit status {int(curl_exit.group(1))}" if curl_exit else f"exit status {exit_status}"
+    )
+    # Only curl's own error lines: the rest of stderr holds response headers.
+    errors = [
+        line[line.find("curl: (") :].strip()
+        for line in stderr.replace("\r", "\n").splitlines()
+        if "curl: (" in line
+    ]
+    detail = errors[-1][:300] if errors else "no error message"
     return TransportError(
-        f"vantage {vantage!r}: {what}: curl reported nothing (exit status {exit_status}): {detail}"
+        f"vantage {vantage!r}: {what}: curl reported nothing ({status}): {detail}"
     )
 
 
@@ -272,7 +302,7 @@ def fetch_level(
     waves = -(-count // jobs)
     total_cap = min(count * cap, limits.level_manifest_bytes)
     result = connection.run(
-        fetch_level_command(count, directory),
+        fetch_level_command(count, directory, cap),
         stdin_for(config),
         close_stdin=False,
         timeout=limits.request_timeout * waves + 10,
@@ -296,7 +326,7 @@ def fetch_level(
     for index, (_, what) in enumerate(items):
         fact = facts.get(index)
         if fact is None:
-            raise _missing(vantage, what, result.exit_status, stderr)
+            raise _missing(vantage, what, result.exit_status, result.stdout, stderr)
         raise_for_exit(fact.exit_code, fact.message, vantage, what)
         body = bodies.get(index)
         if body is None:
@@ -305,12 +335,24 @@ def fetch_level(
     return responses
 
 
+def _frames(stdout: bytes) -> Iterator[tuple[int, int | None, int]]:
+    """The frames in order: (index, length or None for no body, where the body starts).
+    Walked frame by frame, so nothing inside a body is ever read as a frame."""
+    position = 0
+    while True:
+        match = _BODY_RE.match(stdout, position)
+        if match is None:
+            return
+        length = None if match.group(2) == b"-" else int(match.group(2))
+        yield int(match.group(1)), length, match.end()
+        position = match.end() + (length or 0)
+
+
 def _refuse_oversized(stdout: bytes, whats: Sequence[str], cap: int, vantage: str) -> None:
-    """Name the manifest over its cap, if a frame header says which (a server that announced
-    no length: curl could not refuse it up front)."""
-    for match in _BODY_RE.finditer(stdout):
-        index, length = int(match.group(1)), match.group(2)
-        if length != b"-" and int(length) > cap and index < len(whats):
+    """Name the first manifest over its cap (a server that announced no length: curl could
+    not refuse it up front)."""
+    for index, length, _ in _frames(stdout):
+        if length is not None and length > cap and index < len(whats):
             raise ResponseTooLarge(
                 f"vantage {vantage!r}: {whats[index]} is over its {cap}-byte cap"
             )
@@ -318,27 +360,19 @@ def _refuse_oversized(stdout: bytes, whats: Sequence[str], cap: int, vantage: st
 
 def _bodies(stdout: bytes, whats: Sequence[str], cap: int, vantage: str) -> dict[int, bytes]:
     """The framed bodies: ``TOFU3-BODY INDEX LENGTH``, then exactly LENGTH bytes."""
-    count = len(whats)
+    _refuse_oversized(stdout, whats, cap, vantage)
     bodies: dict[int, bytes] = {}
-    position = 0
-    while True:
-        match = _BODY_RE.match(stdout, position)
-        if match is None:
-            break
-        index = int(match.group(1))
-        position = match.end()
-        if match.group(2) == b"-":
-            continue
-        length = int(match.group(2))
-        if index >= count or index in bodies:
+    end = 0
+    for index, length, start in _frames(stdout):
+        if index >= len(whats) or index in bodies:
             raise TransportError(f"vantage {vantage!r}: the manifests came back garbled")
-        if length > cap:
-            _refuse_oversized(match.group(0), whats, cap, vantage)
-        bodies[index] = stdout[position : position + length]
+        end = start + (length or 0)
+        if length is None:
+            continue
+        bodies[index] = stdout[start:end]
         if len(bodies[index]) != length:
             raise TransportError(f"vantage {vantage!r}: a manifest came back cut short")
-        position += length
-    if not stdout[position:].startswith(b"TOFU3-CURL-EXIT "):
+    if not stdout[end:].startswith(b"TOFU3-CURL-EXIT "):
         raise TransportError(f"vantage {vantage!r}: the manifests came back garbled")
     return bodies
 
@@ -375,13 +409,16 @@ def download_level(
         ),
         stdin_for(config),
         close_stdin=False,
-        timeout=limits.blob_timeout,
+        # As long as one blob may take, for each wave of --jobs transfers.
+        timeout=limits.blob_timeout * -(-count // jobs),
         stdout_cap=count * 1024 + 64 * 1024,
         on_stderr=splitter.feed,
         # curl's parallel meter writes to stderr twice a second, even while transfers stall:
         # silence means the vantage itself froze or the link to it died.
         idle_timeout=limits.vantage_silence_seconds,
     )
+    if result.stdout_truncated:
+        raise TransportError(f"vantage {vantage!r}: the level's digests came back garbled")
     stderr = splitter.text()
     found = _facts_by_index(stderr, count, vantage)
     sums = {
@@ -392,7 +429,7 @@ def download_level(
     for index, (_, algorithm, what) in enumerate(items):
         fact = found.get(index)
         if fact is None:
-            raise _missing(vantage, what, result.exit_status, stderr)
+            raise _missing(vantage, what, result.exit_status, result.stdout, stderr)
         raise_for_exit(fact.exit_code, fact.message, vantage, what)
         hashes = _HEX_RE.findall(sums.get(index, ""))
         if len(hashes) != 1:
