@@ -26,7 +26,8 @@ from tofu3.oci import media_types as mt
 from tofu3.oci.challenge import parse_token_response
 from tofu3.oci.manifest import SCHEMA1_REFUSAL, is_schema1
 from tofu3.reference import Reference
-from tofu3.remote.batch import download_level, fetch_level
+from tofu3.remote.batch_blobs import download_level
+from tofu3.remote.batch_manifests import fetch_level
 from tofu3.remote.curl import BlobDownload, Connection, Curl, Request, Response
 
 _HTTP_OK = 200

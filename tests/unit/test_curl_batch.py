@@ -25,16 +25,16 @@ from tests.unit.test_curl_config import (
 from tofu3.digest import digest_bytes
 from tofu3.errors import CurlFailed, ResponseTooLarge, TransportError
 from tofu3.limits import DEFAULT_LIMITS
+from tofu3.remote import batch_blobs
 from tofu3.remote.batch import (
-    _StderrSplitter,
+    StderrSplitter,
     batch_config,
     config_lines,
-    download_level,
-    fetch_level,
-    fetch_level_command,
     parallel_meter_bytes,
     private_directory,
 )
+from tofu3.remote.batch_blobs import download_level
+from tofu3.remote.batch_manifests import fetch_level, fetch_level_command
 from tofu3.remote.curl import Request, stdin_for
 
 __all__ = ["registry", "seen"]  # fixtures, imported for pytest
@@ -285,7 +285,7 @@ def test_a_curl_that_never_runs_is_reported_with_its_exit_status_and_nothing_han
 
 
 def test_a_marker_after_a_carriage_return_does_not_start_a_line() -> None:
-    splitter = _StderrSplitter(4096, None)
+    splitter = StderrSplitter(4096, None)
 
     splitter.feed(b'curl: (8) weird\rTOFU3-WO-1 {"http_code": 200}\n')
     splitter.feed(b"\nTOFU3-WO-0 {}\n")
@@ -296,7 +296,7 @@ def test_a_marker_after_a_carriage_return_does_not_start_a_line() -> None:
 
 def test_meter_updates_become_progress_and_an_error_after_one_is_kept() -> None:
     seen: list[int] = []
-    splitter = _StderrSplitter(4096, seen.append)
+    splitter = StderrSplitter(4096, seen.append)
 
     splitter.feed(b"--  --  1024k     0     2     2  --:--:--  0:00:01 --:--:--  900k\r")
     splitter.feed(b" 50 --  2048k     0     2     2  0:00:02  0:00:01  0:00:01  900k")
@@ -304,3 +304,48 @@ def test_meter_updates_become_progress_and_an_error_after_one_is_kept() -> None:
 
     assert seen == [1024 * 1024, 2048 * 1024]
     assert splitter.text() == "curl: (56) Recv failure: Connection reset by peer\n"
+
+
+def test_a_level_of_many_blobs_is_split_into_commands_in_order(
+    registry: LocalRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(batch_blobs, "BLOBS_PER_COMMAND", 2)
+    curl, shell = _curl(registry)
+    progress: list[int] = []
+    items = [(Request(registry.url("/blob")), "sha256", f"blob {n}") for n in range(5)]
+
+    downloads = download_level(curl, items, jobs=2, on_progress=progress.append)
+
+    assert len(shell.calls) == 3
+    assert [d.digest for d in downloads] == [digest_bytes(BLOB)] * 5
+    assert progress == sorted(progress)
+    assert progress[-1] == 5 * len(BLOB)
+
+
+def test_a_hasher_that_opens_its_fifo_after_curl_ended_still_ends(
+    registry: LocalRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A busy vantage: the first hasher's subshell reaches its open() of the FIFO only after
+    # curl has already given up (connection refused) and the first release pass is over.
+    # Without the periodic release it would wait for a writer for ever.
+    original = batch_blobs.download_level_command
+
+    def late_hasher(hash_commands: list[str], directory: str) -> str:
+        command = original(hash_commands, directory)
+        late = 'sh -c \'"\'"\'sleep 1.5; exec sha256sum <"$1"\'"\'"\' _ "$d/0"'
+        patched = command.replace('sha256sum <"$d/0"', late, 1)
+        assert patched != command
+        return patched
+
+    monkeypatch.setattr(batch_blobs, "download_level_command", late_hasher)
+    limits = replace(DEFAULT_LIMITS, blob_timeout=20)
+    curl, _ = _curl(registry, limits=limits)
+    before = _leftovers()
+
+    with pytest.raises(CurlFailed, match="blob a") as raised:
+        download_level(
+            curl, [(Request(f"https://127.0.0.1:{_closed_port()}/b"), "sha256", "blob a")], jobs=1
+        )
+
+    assert raised.value.exit_code == 7
+    assert _leftovers() <= before
