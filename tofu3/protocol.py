@@ -192,6 +192,9 @@ class RegistrySession:
             for response, (digest, what) in zip(responses, items, strict=True)
         ]
 
+    def _blob_request(self, digest: Digest) -> Request:
+        return Request(f"{self._base}/blobs/{digest}", self._headers(None))
+
     def _manifest_request(self, reference: str) -> Request:
         return Request(f"{self._base}/manifests/{reference}", self._headers(mt.ACCEPT))
 
@@ -229,24 +232,6 @@ class RegistrySession:
             connection=response.connection,
         )
 
-    def blob(
-        self, digest: Digest, *, what: str, on_progress: Callable[[int], None] | None = None
-    ) -> BlobDownload:
-        """Download a blob on the vantage (following redirects, https only, Authorization not
-        forwarded across hosts) and return the digest computed there."""
-        if not self._authenticated:
-            self.authenticate()
-        download = self._curl.download_digest(
-            Request(f"{self._base}/blobs/{digest}", self._headers(None)),
-            algorithm=algorithm_of(digest),
-            what=what,
-            on_progress=on_progress,
-        )
-        status = download.connection.status
-        if status != _HTTP_OK:
-            raise HttpError(f"vantage {self._curl.vantage!r}: {what}: HTTP {status}", status=status)
-        return download
-
     def blobs(
         self,
         items: Sequence[tuple[Digest, str]],
@@ -260,14 +245,7 @@ class RegistrySession:
             self.authenticate()
         downloads = download_level(
             self._curl,
-            [
-                (
-                    Request(f"{self._base}/blobs/{digest}", self._headers(None)),
-                    algorithm_of(digest),
-                    what,
-                )
-                for digest, what in items
-            ],
+            [(self._blob_request(digest), algorithm_of(digest), what) for digest, what in items],
             jobs=jobs,
             on_progress=on_progress,
         )

@@ -30,7 +30,9 @@ from tofu3.limits import Limits
 from tofu3.remote.curl import (
     Connection,
     Request,
+    curl_exit_status,
     facts_from,
+    meter_size,
     quote,
     render_config,
 )
@@ -38,14 +40,12 @@ from tofu3.remote.curl import (
 # At the start of a line only: a response header may carry any text, but curl's header_json
 # escapes newlines, so a marker a server wrote can never start a line.
 _WO_RE = re.compile(r"^TOFU3-WO-(\d+) ", re.MULTILINE)
-CURL_EXIT_RE = re.compile(rb"^TOFU3-CURL-EXIT (\d+)$", re.MULTILINE)
 # curl's parallel meter: DL% UL% Dled Uled Xfers Live ...; Dled is every transfer's bytes.
 _PARALLEL_METER_RE = re.compile(
     r"^\s*(?:\d{1,3}|--)\s+(?:\d{1,3}|--)\s+([\d.]+)([kMGTP]?)\s+[\d.]+[kMGTP]?\s+\d+\s+\d+\s"
 )
 EXIT_NO_DIRECTORY = 96
 """The level's command could not make its private directory or a FIFO in it."""
-_UNITS = {"": 1, "k": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4, "P": 1024**5}
 FACTS_BYTES_PER_TRANSFER = 64 * 1024
 """Room in the kept stderr for each transfer's write-out (its facts and response headers)."""
 
@@ -55,7 +55,7 @@ def parallel_meter_bytes(update: str) -> int | None:
     match = _PARALLEL_METER_RE.match(update)
     if match is None:
         return None
-    return int(float(match.group(1)) * _UNITS[match.group(2)])
+    return meter_size(match.group(1), match.group(2))
 
 
 def private_directory() -> str:
@@ -203,10 +203,8 @@ def missing_report(
             f"vantage {vantage!r}: {what}: could not make a private directory (or a FIFO in "
             "it) in /tmp on the vantage for this level's downloads: is /tmp writable there?"
         )
-    curl_exit = CURL_EXIT_RE.search(stdout)
-    status = (
-        f"curl exit status {int(curl_exit.group(1))}" if curl_exit else f"exit status {exit_status}"
-    )
+    curl_exit = curl_exit_status(stdout)
+    status = f"exit status {exit_status}" if curl_exit is None else f"curl exit status {curl_exit}"
     # Only curl's own error lines: the rest of stderr holds response headers.
     errors = [
         line[line.find("curl: (") :].strip()

@@ -6,8 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 
-from tofu3.digest import parse_digest
-from tofu3.errors import InvalidDigest, TransportError
+from tofu3.errors import TransportError
 from tofu3.remote.batch import (
     CURL_COMMAND,
     EXIT_NO_DIRECTORY,
@@ -19,11 +18,18 @@ from tofu3.remote.batch import (
     private_directory,
     setup_command,
 )
-from tofu3.remote.curl import PRELUDE, BlobDownload, Curl, Request, raise_for_exit, stdin_for
+from tofu3.remote.curl import (
+    PRELUDE,
+    BlobDownload,
+    Curl,
+    Request,
+    hashed_digest,
+    raise_for_exit,
+    stdin_for,
+)
 from tofu3.remote.shell import remote_sh
 
 _SUM_RE = re.compile(rb"^TOFU3-SUM (\d+) (.*)$", re.MULTILINE)
-_HEX_RE = re.compile(r"\b([0-9a-f]{64}|[0-9a-f]{128})\b")
 BLOBS_PER_COMMAND = 64
 """Blobs in one SSH command at most: each has a hasher process waiting on its FIFO, and a
 vantage user may be allowed only so many processes."""
@@ -130,26 +136,14 @@ def _download_command(
         raise TransportError(f"vantage {vantage!r}: the level's digests came back garbled")
     stderr = splitter.text()
     found = facts_by_index(stderr, count, vantage)
-    sums = {
-        int(m.group(1)): m.group(2).decode("ascii", "replace")
-        for m in _SUM_RE.finditer(result.stdout)
-    }
+    sums = {int(m.group(1)): m.group(2) for m in _SUM_RE.finditer(result.stdout)}
     downloads: list[BlobDownload] = []
     for index, (_, algorithm, what) in enumerate(items):
         fact = found.get(index)
         if fact is None:
             raise missing_report(vantage, what, result.exit_status, result.stdout, stderr)
         raise_for_exit(fact.exit_code, fact.message, vantage, what)
-        hashes = _HEX_RE.findall(sums.get(index, ""))
-        if len(hashes) != 1:
-            raise TransportError(f"vantage {vantage!r}: {what}: the hash tool printed no digest")
-        try:
-            digest = parse_digest(f"{algorithm}:{hashes[0]}")
-        except InvalidDigest:
-            raise TransportError(
-                f"vantage {vantage!r}: {what}: the hash tool printed a {algorithm} digest of "
-                "the wrong length"
-            ) from None
+        digest = hashed_digest(sums.get(index, b""), algorithm, vantage, what)
         downloads.append(BlobDownload(connection=fact.connection, digest=digest))
     on_progress(sum(d.connection.size for d in downloads))
     return downloads

@@ -42,6 +42,7 @@ _WRITE_OUT_LINE = (
 )
 _HEX_RE = re.compile(rb"\b([0-9a-f]{64}|[0-9a-f]{128})\b")
 _METER_RE = re.compile(r"^\s*\d{1,3}\s+[\d.]+[kMGTP]?\s+\d{1,3}\s+([\d.]+)([kMGTP]?)\s")
+_CURL_EXIT_RE = re.compile(rb"^TOFU3-CURL-EXIT (\d+)$", re.MULTILINE)
 _UNITS = {"": 1, "k": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4, "P": 1024**5}
 
 # curl exit codes that are the server (or a path) lying, not a transport failure.
@@ -276,8 +277,34 @@ def meter_bytes(chunk: str) -> int | None:
     for update in reversed(chunk.replace("\r", "\n").split("\n")):
         match = _METER_RE.match(update)
         if match:
-            return int(float(match.group(1)) * _UNITS[match.group(2)])
+            return meter_size(match.group(1), match.group(2))
     return None
+
+
+def meter_size(number: str, unit: str) -> int:
+    """A size as curl's progress meters print it (``120``, ``1024k``, ``1.5G``), in bytes."""
+    return int(float(number) * _UNITS[unit])
+
+
+def curl_exit_status(stdout: bytes) -> int | None:
+    """curl's own exit status, from the ``TOFU3-CURL-EXIT N`` line a command printed last
+    (a manifest body sent back before it could hold a line like it)."""
+    matches = _CURL_EXIT_RE.findall(stdout)
+    return int(matches[-1]) if matches else None
+
+
+def hashed_digest(output: bytes, algorithm: str, vantage: str, what: str) -> Digest:
+    """The digest the hash tool printed (exactly one hex string of the right length)."""
+    hashes = _HEX_RE.findall(output)
+    if len(hashes) != 1:
+        raise TransportError(f"vantage {vantage!r}: {what}: the hash tool printed no digest")
+    try:
+        return parse_digest(f"{algorithm}:{hashes[0].decode()}")
+    except InvalidDigest:
+        raise TransportError(
+            f"vantage {vantage!r}: {what}: the hash tool printed a {algorithm} digest of the "
+            "wrong length"
+        ) from None
 
 
 def raise_for_exit(exit_code: int, message: str, vantage: str, what: str) -> None:
@@ -370,7 +397,7 @@ class Curl:
             idle_timeout=self.limits.vantage_silence_seconds,
         )
         connection, exit_code, message = parse_facts(result.stderr)
-        shell_exit = _shell_exit(result.stdout)
+        shell_exit = curl_exit_status(result.stdout)
         code = shell_exit if shell_exit is not None else exit_code
         if connection is None or code is None:
             raise TransportError(
@@ -378,23 +405,7 @@ class Curl:
                 f"(exit status {result.exit_status}): {message or 'no output'}"
             )
         raise_for_exit(code, message, self.vantage, what)
-        hashes = _HEX_RE.findall(result.stdout)
-        if len(hashes) != 1:
-            raise TransportError(
-                f"vantage {self.vantage!r}: {what}: the hash tool printed no digest"
-            )
-        try:
-            digest = parse_digest(f"{algorithm}:{hashes[0].decode()}")
-        except InvalidDigest:
-            raise TransportError(
-                f"vantage {self.vantage!r}: {what}: the hash tool printed a {algorithm} "
-                "digest of the wrong length"
-            ) from None
+        digest = hashed_digest(result.stdout, algorithm, self.vantage, what)
         if on_progress is not None:
             on_progress(connection.size)
         return BlobDownload(connection=connection, digest=digest)
-
-
-def _shell_exit(stdout: bytes) -> int | None:
-    match = re.search(rb"TOFU3-CURL-EXIT (\d+)", stdout)
-    return int(match.group(1)) if match else None
