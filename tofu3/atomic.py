@@ -21,17 +21,8 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
     mkstemp creates the file 0600, so a key is never readable by others, not even briefly;
     the final ``mode`` is set before the file takes its name.
     """
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temp, mode)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path, mode) as handle:
+        handle.write(data)
 
 
 @contextmanager

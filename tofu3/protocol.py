@@ -218,9 +218,14 @@ class RegistrySession:
                 f"received hash to {digest}"
             )
         claimed = response.connection.header("docker-content-digest")
-        if claimed is not None and claimed.strip() != digest_bytes(
-            response.body, claimed.split(":", 1)[0] if claimed.startswith("sha512:") else "sha256"
-        ):
+        claimed_algorithm = "sha512" if claimed and claimed.startswith("sha512:") else "sha256"
+        # Hashed again only when the header names another algorithm than the one used above.
+        computed = (
+            digest
+            if claimed_algorithm == algorithm
+            else digest_bytes(response.body, claimed_algorithm)
+        )
+        if claimed is not None and claimed.strip() != computed:
             raise DigestMismatch(
                 f"vantage {self._curl.vantage!r}: {what}: the registry's Docker-Content-Digest "
                 f"header says {claimed.strip()[:80]} but the bytes hash to {digest}"

@@ -166,7 +166,7 @@ def _check_one(
         )
     result = VantageCheck(vantage.name, target.describe())
     try:
-        connection = SshConnection.connect(vantage, limits)
+        connection = SshConnection.connect(vantage, limits, target)
     except Tofu3Error as exc:
         return _failed(result, exc)
     try:

@@ -9,7 +9,6 @@ own view of the tag, its own index, its own blobs.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -43,6 +42,7 @@ from tofu3.reference import Reference
 from tofu3.remote.curl import Curl
 from tofu3.remote.probe import VantageFacts, probe
 from tofu3.remote.ssh import SshConnection
+from tofu3.remote.ssh_config import load_ssh_config, resolve_vantage
 from tofu3.verdict import Verdict, decide
 
 
@@ -103,6 +103,7 @@ def connect_all(
     vantage stops everything. (1) connect; (2) check the vantages are distinct; (3) probe:
     nothing runs on any vantage before (2) has passed."""
     started = {vantage.name: time.monotonic() for vantage in inventory.vantages}
+    config = load_ssh_config()  # read once for every vantage
 
     def failed_run(vantage: Vantage, exc: TransportError, fingerprint: str = "") -> VantageRun:
         progress.finished(vantage.name, False, exc.diagnostics())
@@ -117,7 +118,7 @@ def connect_all(
     def connect(vantage: Vantage) -> SshConnection | VantageRun:
         progress.step(vantage.name, "connecting")
         try:
-            return SshConnection.connect(vantage, limits)
+            return SshConnection.connect(vantage, limits, resolve_vantage(vantage, config))
         except TransportError as exc:
             return failed_run(vantage, exc)
 
@@ -325,18 +326,14 @@ class _Walk:
             curl, reference, options.limits, item.tokens, options.credentials
         )
         self.observations: list[Observation] = []
-        self.lock = threading.Lock()
-        self.current_key: str | None = None
 
     def record(self, observation: Observation) -> None:
-        with self.lock:
-            self.observations.append(observation)
+        self.observations.append(observation)
 
     def run(self) -> None:
         self.progress.step(self.name, "token")
         self.session.authenticate()
         self.progress.step(self.name, f"manifest {self.reference.manifest_reference}")
-        self.current_key = "root"
         root = self.session.manifest(
             self.reference.manifest_reference,
             what=f"manifest {self.reference.manifest_reference}",

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 from collections.abc import Sequence
 
 from rich.console import Console
 from rich.markup import escape
+
+from tofu3.errors import ConfigurationError
 
 EXIT_ACCEPTED = 0
 EXIT_REJECTED = 1
@@ -15,6 +18,26 @@ EXIT_INCONCLUSIVE = 3
 EXIT_INTERRUPTED = 130
 # Worst first: rejected, inconclusive, usage error, accepted.
 _SEVERITY_ORDER = (EXIT_REJECTED, EXIT_INCONCLUSIVE, EXIT_USAGE, EXIT_ACCEPTED)
+
+
+MAX_JOBS = 64
+
+
+def add_jobs_argument(parser: argparse.ArgumentParser) -> None:
+    """``--jobs N``: transfers at a time per vantage (verify and fetch)."""
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=4,
+        metavar="N",
+        help=f"parallel downloads per vantage (1-{MAX_JOBS}, default 4)",
+    )
+
+
+def check_jobs(jobs: int) -> None:
+    """Refuse a ``--jobs`` out of range."""
+    if not 1 <= jobs <= MAX_JOBS:
+        raise ConfigurationError(f"--jobs must be between 1 and {MAX_JOBS}")
 
 
 def worst_exit(codes: Sequence[int]) -> int:

@@ -17,8 +17,7 @@ from typing import Any
 from rich.console import Console
 
 from tofu3.cli import credential_args, verify_outputs
-
-MAX_JOBS = 64
+from tofu3.cli.common import add_jobs_argument
 
 
 def register(commands: Any) -> None:
@@ -88,13 +87,7 @@ def register(commands: Any) -> None:
     )
     verify_outputs.add_arguments(fetch)
     credential_args.add_arguments(fetch)
-    fetch.add_argument(
-        "--jobs",
-        type=int,
-        default=4,
-        metavar="N",
-        help=f"parallel downloads per vantage (1-{MAX_JOBS}, default 4)",
-    )
+    add_jobs_argument(fetch)
 
 
 def run(args: argparse.Namespace, out: Console, err: Console) -> int:

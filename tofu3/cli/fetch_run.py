@@ -17,9 +17,10 @@ from tofu3.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_REJECTED,
     EXIT_USAGE,
+    check_jobs,
     print_error,
 )
-from tofu3.cli.fetch_cmd import MAX_JOBS
+from tofu3.cli.verify_cmd import verify_all
 from tofu3.errors import ConfigurationError, IntegrityError, InvalidUrl, TransportError
 from tofu3.fetch.agreed import Agreed, from_entry, from_verdict, parse_max_age, recent_acceptance
 from tofu3.fetch.fetcher import Fetched, check_output, fetch_agreed
@@ -29,10 +30,9 @@ from tofu3.ledger.store import Ledger
 from tofu3.oci.platform import parse_platform_filter
 from tofu3.reference import Reference
 from tofu3.release.url import ReleaseReference, is_url, parse_target
-from tofu3.release.walk import verify_target_connected
-from tofu3.report.terminal import LiveProgress, print_verdict
-from tofu3.verdict import Verdict, VerdictKind
-from tofu3.verify import Options, VerificationInterrupted, connect_all, decide_runs
+from tofu3.report.terminal import print_verdict
+from tofu3.verdict import VerdictKind
+from tofu3.verify import Options
 
 
 def _target(args: argparse.Namespace) -> tuple[Reference, HttpOptions, Options, timedelta | None]:
@@ -43,8 +43,7 @@ def _target(args: argparse.Namespace) -> tuple[Reference, HttpOptions, Options, 
     platforms = tuple(parse_platform_filter(p) for p in args.platform)
     if platforms and isinstance(reference, ReleaseReference):
         raise ConfigurationError("--platform applies to images, not to a URL")
-    if not 1 <= args.jobs <= MAX_JOBS:
-        raise ConfigurationError(f"--jobs must be between 1 and {MAX_JOBS}")
+    check_jobs(args.jobs)
     if args.cacert is not None and not args.cacert.is_file():
         raise ConfigurationError(f"--cacert {args.cacert}: no such file")
     connect_to = tuple(parse_connect_to(t) for t in args.connect_to)
@@ -54,23 +53,6 @@ def _target(args: argparse.Namespace) -> tuple[Reference, HttpOptions, Options, 
     http = HttpOptions(cacert=args.cacert, connect_to=connect_to, credentials=credentials)
     options = Options(platforms=platforms, jobs=args.jobs, credentials=credentials)
     return reference, http, options, max_age
-
-
-def _verify(
-    reference: Reference, inventory: Inventory, options: Options, err: Console
-) -> tuple[Verdict, bool]:
-    """The verification ``tofu3 verify`` runs; returns the verdict and whether the user
-    interrupted it."""
-    with LiveProgress(err) as progress:
-        connected, unreachable = connect_all(inventory, progress, options.limits)
-        try:
-            runs = verify_target_connected(reference, connected, options, progress)
-        except VerificationInterrupted as interrupted:
-            return decide_runs(reference, inventory, interrupted.runs, unreachable), True
-        finally:
-            for item in connected:
-                item.connection.close()
-    return decide_runs(reference, inventory, runs, unreachable), False
 
 
 def _fetched_line(fetched: Fetched) -> str:
@@ -111,8 +93,11 @@ def _verify_afresh(
     the exit status when nothing is to be fetched."""
     outputs = verify_outputs.Outputs(args)
     try:
-        verdict, interrupted = _verify(reference, inventory, options, err)
-        finished = outputs.finish([verdict], many=False)
+        # Exactly as `tofu3 verify` does; a usage error is already printed there.
+        verdicts, _, interrupted = verify_all([reference], inventory, options, err)
+        if not verdicts:
+            return EXIT_USAGE
+        finished = outputs.finish(verdicts, many=False)
     finally:
         outputs.close()
     verdict = finished.verdicts[0]

@@ -52,7 +52,8 @@ def run_sign(args: argparse.Namespace, out: Console, err: Console) -> int:
     """``tofu3 report sign``: refuse a report whose verdicts do not follow from it."""
     data = _read(args.report, "report")
     try:
-        for document in _documents(data):
+        documents = _documents(data)
+        for document in documents:
             recheck(document)
     except IntegrityError as exc:
         print_error(err, f"{args.report}: not signed: {exc.diagnostics()}")
@@ -60,7 +61,7 @@ def run_sign(args: argparse.Namespace, out: Console, err: Console) -> int:
     signer = load_signer(args.key, passphrase_source(args.key))
     try:
         public = signer.public_key
-        for document in _documents(data):
+        for document in documents:
             claimed = (document.get("signoff") or {}).get("fingerprint")
             if claimed is not None and claimed != public.fingerprint:
                 print_error(

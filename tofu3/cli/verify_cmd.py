@@ -16,6 +16,8 @@ from tofu3.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_REJECTED,
     EXIT_USAGE,
+    add_jobs_argument,
+    check_jobs,
     print_error,
     worst_exit,
 )
@@ -34,8 +36,6 @@ from tofu3.verify import (
     connect_all,
     decide_runs,
 )
-
-MAX_JOBS = 64
 
 
 def register(commands: Any) -> None:
@@ -90,13 +90,7 @@ def register(commands: Any) -> None:
     )
     verify_outputs.add_arguments(verify)
     credential_args.add_arguments(verify)
-    verify.add_argument(
-        "--jobs",
-        type=int,
-        default=4,
-        metavar="N",
-        help=f"parallel downloads per vantage (1-{MAX_JOBS}, default 4)",
-    )
+    add_jobs_argument(verify)
     verify.add_argument(
         "--connect-timeout",
         type=positive_seconds,
@@ -128,7 +122,7 @@ def _parse_references(
     return references, codes
 
 
-def _verify_all(
+def verify_all(
     references: list[Reference],
     inventory: Inventory,
     options: Options,
@@ -184,8 +178,7 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> int:
         raise ConfigurationError("no reference given: name at least one REF or pass -f FILE")
     check_sha256_use(texts, args.sha256)
     references, codes = _parse_references(texts, err, args.sha256)
-    if not 1 <= args.jobs <= MAX_JOBS:
-        raise ConfigurationError(f"--jobs must be between 1 and {MAX_JOBS}")
+    check_jobs(args.jobs)
     platforms = tuple(parse_platform_filter(p) for p in args.platform)
     inventory = load_inventory(find_inventory(args.inventory))
     if not references:
@@ -200,7 +193,7 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> int:
     # contacted; applied (tag history) and written once the verdicts are in.
     outputs = verify_outputs.Outputs(args)
     try:
-        verdicts, usage_codes, interrupted = _verify_all(references, inventory, options, err)
+        verdicts, usage_codes, interrupted = verify_all(references, inventory, options, err)
         finished = outputs.finish(verdicts, many=len(texts) > 1)
     finally:
         outputs.close()

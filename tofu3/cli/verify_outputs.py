@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import hashlib
 import json
 import os
 import sys
@@ -20,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tofu3.digest import digest_bytes, hex_of
 from tofu3.errors import ConfigurationError, LedgerError, SigningKeyError, Tofu3Error
 from tofu3.inventory import find_inventory
 from tofu3.ledger.policy import TagHistory, apply_tag_history
@@ -87,7 +87,7 @@ def passphrase_source(what: str) -> Callable[[], bytes]:
 
 
 def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+    return hex_of(digest_bytes(data))
 
 
 @dataclass
@@ -152,6 +152,7 @@ class Outputs:
         finals: list[Verdict] = []
         documents: list[dict[str, Any]] = []
         histories: list[TagHistory | None] = []
+        signoff = self._signoff()
         for verdict in verdicts:
             history = history_for(
                 self._ledger, verdict.reference, accept_tag_move=self._args.accept_tag_move
@@ -160,16 +161,17 @@ class Outputs:
             finals.append(final)
             histories.append(history)
             documents.append(
-                build_document(
-                    final, generated_at=now, tag_history=history, signoff=self._signoff()
-                )
+                build_document(final, generated_at=now, tag_history=history, signoff=signoff)
             )
-        json_text = render_document(documents if many else documents[0]) if documents else ""
+        # Each document rendered once: its text is the report for one reference, and its hash
+        # goes into the ledger.
+        texts = [render_document(document) for document in documents]
+        json_text = (render_document(documents) if many else texts[0]) if documents else ""
         finished = Finished(finals, json_text, problems=problems)
         if documents:
             self._write(documents, json_text, finished)
-        for final, document, history in zip(finals, documents, histories, strict=True):
-            report_sha256 = _sha256(render_document(document).encode())
+        for final, text, history in zip(finals, texts, histories, strict=True):
+            report_sha256 = _sha256(text.encode())
             try:
                 self._ledger.record(
                     entry_for(

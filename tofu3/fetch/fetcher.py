@@ -31,7 +31,7 @@ from tofu3.errors import (
     MalformedManifest,
     UnverifiedArtifact,
 )
-from tofu3.fetch.agreed import Agreed, from_verdict
+from tofu3.fetch.agreed import Agreed
 from tofu3.fetch.bottle import bottle_file_name, bottle_layer, single_bottle
 from tofu3.fetch.http import CoordinatorHttp, HttpOptions
 from tofu3.fetch.layout import (
@@ -46,7 +46,6 @@ from tofu3.oci.manifest import Descriptor, ImageManifest, Index, Manifest, parse
 from tofu3.oci.platform import PlatformFilter, select
 from tofu3.reference import Reference
 from tofu3.release.url import ReleaseReference
-from tofu3.verdict import Verdict
 
 _HTTP_OK = 200
 
@@ -75,18 +74,6 @@ def check_output(output: Path) -> None:
     parent = output.parent if not output.is_dir() else output
     if not parent.is_dir():
         raise ConfigurationError(f"cannot write {output}: {parent} is not a directory")
-
-
-def fetch_verified(
-    verdict: Verdict,
-    output: Path,
-    *,
-    platforms: Sequence[PlatformFilter] = (),
-    http: HttpOptions | None = None,
-) -> Fetched:
-    """Download what ``verdict`` accepted to ``output`` and keep it only if it matches."""
-    # (1)
-    return fetch_agreed(from_verdict(verdict), output, platforms=platforms, http=http)
 
 
 def fetch_agreed(

@@ -15,43 +15,20 @@ from tofu3.errors import (
     HttpError,
     Tofu3Error,
 )
-from tofu3.inventory import Inventory
 from tofu3.observation import ArtifactKind, Expected, Failure, Observation, VantageRun
 from tofu3.reference import Reference
 from tofu3.release.url import ReleaseReference
 from tofu3.remote.curl import Curl, Request
-from tofu3.verdict import Verdict
 from tofu3.verify import (
     Connected,
     Options,
     Progress,
-    SilentProgress,
-    connect_all,
-    decide_runs,
     failure_of,
     run_on_vantages,
     verify_connected,
 )
 
 _HTTP_OK = 200
-
-
-def verify_release(
-    reference: ReleaseReference,
-    inventory: Inventory,
-    options: Options | None = None,
-    progress: Progress | None = None,
-) -> Verdict:
-    """Download ``reference`` on every vantage in ``inventory``; return the verdict."""
-    options = options or Options()
-    sink = progress or SilentProgress()
-    connected, failed = connect_all(inventory, sink, options.limits)
-    try:
-        runs = verify_release_connected(reference, connected, options, sink)
-    finally:
-        for item in connected:
-            item.connection.close()
-    return decide_runs(reference, inventory, runs, failed)
 
 
 def verify_target_connected(

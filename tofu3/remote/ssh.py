@@ -34,7 +34,7 @@ from tofu3.remote.known_hosts import (
     key_line,
     known_host_keys,
 )
-from tofu3.remote.ssh_config import load_ssh_config, resolve_vantage
+from tofu3.remote.ssh_config import SshTarget, load_ssh_config, resolve_vantage
 
 _READ_CHUNK = 65536
 # Seconds to let paramiko notice that a connection died, when a command ended without status.
@@ -66,15 +66,19 @@ class SshConnection:
             no_delay(transport.sock)
 
     @classmethod
-    def connect(cls, vantage: Vantage, limits: Limits = DEFAULT_LIMITS) -> SshConnection:
+    def connect(
+        cls, vantage: Vantage, limits: Limits = DEFAULT_LIMITS, target: SshTarget | None = None
+    ) -> SshConnection:
         """Connect with strict host-key checking: the pinned key, else known_hosts; never
-        auto-add. Raises HostKeyError (unknown or changed key), VantageUnreachable."""
+        auto-add. Raises HostKeyError (unknown or changed key), VantageUnreachable.
+        ``target``: the vantage already resolved through ~/.ssh/config (else done here)."""
         client = paramiko.SSHClient()
         policy = RecordingRejectPolicy()
         client.set_missing_host_key_policy(policy)
         # host may be a ~/.ssh/config alias (HostName, Port, User, IdentityFile, ProxyCommand,
         # ProxyJump); the inventory's own values win over the config's.
-        target = resolve_vantage(vantage, load_ssh_config())
+        if target is None:
+            target = resolve_vantage(vantage, load_ssh_config())
         name = paramiko_host_key_name(target)
         try:
             if vantage.host_key is not None:

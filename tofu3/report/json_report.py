@@ -6,8 +6,6 @@ curl config on the vantages, and URLs are recorded without their query strings.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -109,11 +107,3 @@ def report_dict(verdict: Verdict, *, generated_at: datetime | None = None) -> di
             for finding in verdict.findings
         ],
     }
-
-
-def render_json(verdicts: Sequence[Verdict], *, as_list: bool | None = None) -> str:
-    """One object for one reference, an array for several (the contract)."""
-    documents = [report_dict(v) for v in verdicts]
-    many = len(documents) != 1 if as_list is None else as_list
-    payload: Any = documents if many else documents[0]
-    return json.dumps(payload, indent=2, sort_keys=False) + "\n"
