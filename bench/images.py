@@ -28,6 +28,7 @@ from tests.integration.distribution import (
     push_manifest,
     stand_in_bottle,
 )
+from tofu3.lab.bottles import BOTTLE_TAGS
 from tofu3.oci.media_types import OCI_MANIFEST
 
 OCI_LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
@@ -36,16 +37,6 @@ PUSH_TIMEOUT = 600.0
 
 MiB = 1024 * 1024
 
-# Homebrew's wget 1.24.5 bottles: tag, os, architecture, os.version, as ghcr.io lists them.
-WGET_PLATFORMS: tuple[tuple[str, str, str, str], ...] = (
-    ("arm64_monterey", "darwin", "arm64", "macOS 12.6"),
-    ("arm64_sonoma", "darwin", "arm64", "macOS 14"),
-    ("arm64_ventura", "darwin", "arm64", "macOS 13.6"),
-    ("monterey", "darwin", "amd64", "macOS 12.6"),
-    ("sonoma", "darwin", "amd64", "macOS 14"),
-    ("ventura", "darwin", "amd64", "macOS 13.6"),
-    ("x86_64_linux", "linux", "amd64", "Ubuntu 22.04.3"),
-)
 BOTTLE_PAYLOAD_BYTES = 256 * 1024
 """Random bytes in each stand-in bottle (real wget bottles are about 1.6 MB)."""
 
@@ -155,13 +146,14 @@ def push_homebrew_index(
     generator = random.Random(seed)
     bottles = [
         stand_in_bottle(
-            tag,
-            os_name,
-            architecture,
+            bottle.tag,
+            bottle.os,
+            bottle.architecture,
             {"bin/wget": generator.randbytes(BOTTLE_PAYLOAD_BYTES)},
-            os_version=os_version,
+            os_version=bottle.os_version,
         )
-        for tag, os_name, architecture, os_version in WGET_PLATFORMS
+        # Homebrew's wget 1.24.5 bottles, as ghcr.io lists them (the lab serves the same).
+        for bottle in BOTTLE_TAGS
     ]
     tree = bottle_tree(bottles)
     with _client(registry, ca_cert) as client:

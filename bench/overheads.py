@@ -38,18 +38,17 @@ class Overheads:
     """What a new SSH connection, one more command on it, and one tofu3 start cost here."""
 
     login_shell: str
-    rc_files_read: bool  # False when the lab skips them (--plain-login-shell)
     connection_seconds: float  # ``ssh vantage true``: connect, authenticate, run, close
     command_seconds: float  # ``ssh vantage true`` over an open (ControlMaster) connection
     tofu3_start_seconds: float  # ``python -m tofu3 --version``
 
     def notes(self) -> list[str]:
         """Lines for the report."""
-        rc = "and its rc files included" if self.rc_files_read else "without its rc files"
         return [
             f"ssh:     `ssh vantage true` takes {self.connection_seconds * 1000:.0f} ms on a new "
             f"connection, {self.command_seconds * 1000:.0f} ms on an open one (the vantage "
-            f"user's login shell, {self.login_shell}, {rc})",
+            f"user's login shell, {self.login_shell}, without its rc files: the lab sets "
+            "SHLVL=1)",
             f"start:   `python -m tofu3 --version` takes {self.tofu3_start_seconds * 1000:.0f} ms "
             "(interpreter and imports, part of every tofu3 run)",
         ]
@@ -61,8 +60,6 @@ def measure_overheads(
     vantage: Vantage,
     known_hosts: Path,
     workdir: Path,
-    *,
-    rc_files_read: bool,
 ) -> Overheads:
     """Measure each fixed cost (medians of PROBES). RunFailed when one SSH command is so slow
     that nothing else would be measured."""
@@ -80,7 +77,7 @@ def measure_overheads(
         for _ in range(PROBES)
     )
     say(f"`python -m tofu3 --version`: {start_seconds * 1000:.0f} ms")
-    return Overheads(shell, rc_files_read, connection_seconds, command_seconds, start_seconds)
+    return Overheads(shell, connection_seconds, command_seconds, start_seconds)
 
 
 def _login_shell(

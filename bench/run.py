@@ -177,7 +177,6 @@ def measure(stage: Stage, sizes: Sizes, runs: int) -> tuple[list[str], list[Seri
         vantages[0],
         known_hosts,
         stage.workdir,
-        rc_files_read=not stage.plain_login_shell,
     )
     say("warm-up (not counted): one bare and one tofu3 run on the large image")
     run.bare(bare_large)
@@ -228,13 +227,12 @@ def measure(stage: Stage, sizes: Sizes, runs: int) -> tuple[list[str], list[Seri
         label: Series(label, "MiB" if label in in_mib else "s", tuple(values))
         for label, values in got.items()
     }
-    shell_note = " (rc files skipped: --plain-login-shell)" if stage.plain_login_shell else ""
     notes = [
         f"images:  large {sizes.large}; small {sizes.small}; huge {sizes.huge}; "
         f"wget-shaped index: 7 platforms, {len(index.downloads)} manifests and blobs, "
         f"{size_text(index.blob_bytes)} of blobs",
         f"runs:    {runs} of each, interleaved in rotating order after one warm-up; "
-        f"medians; 3 loopback sshd vantages{shell_note}",
+        "medians; 3 loopback sshd vantages",
         f"latency: +{DELAY_MS:g} ms on every client->server chunk to the registry "
         "(bench/latency_proxy.py)",
         *overheads.notes(),
@@ -304,8 +302,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--plain-login-shell",
         action="store_true",
-        help="lab vantages whose sessions skip the login shell's rc files (~/.bashrc), as a "
-        "vantage user with /bin/sh as login shell would",
+        help="kept for old command lines: the lab's vantages now always skip the login "
+        "shell's rc files (~/.bashrc), as a vantage user with /bin/sh as login shell would",
     )
     parser.add_argument(
         "--keep", action="store_true", help="keep the working directory (logs, inventories)"
@@ -337,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.keep:
         stack.callback(shutil.rmtree, workdir, ignore_errors=True)
     try:
-        stage = Stage(workdir, children, stack, plain_login_shell=args.plain_login_shell)
+        stage = Stage(workdir, children, stack)
         notes, series, figures_ = measure(stage, sizes, runs)
     except (KeyboardInterrupt, Terminated):
         say("interrupted: ending everything the bench started")

@@ -10,7 +10,6 @@ import os
 import select
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 from bench.measure import REPO, RunFailed
@@ -20,9 +19,9 @@ from tests.integration.distribution import (
     DistributionRegistry,
     start_distribution_registry,
 )
-from tofu3.lab.manager import LabMode, LabState, lab_down, lab_status, lab_up, write_inventory
+from tests.integration.loopback import stop_lab
+from tofu3.lab.manager import LabMode, LabState, lab_up, write_inventory
 from tofu3.lab.pki import ensure_pki
-from tofu3.lab.sshd import end_process
 
 PROXY_START_TIMEOUT = 20.0
 """Seconds the latency proxy has to say which port it listens on."""
@@ -49,24 +48,6 @@ def child_environment(workdir: Path) -> dict[str, str]:
     return env
 
 
-def stop_lab(directory: Path) -> None:
-    """``lab down``; then any of its processes somehow still alive is ended by pid."""
-    try:
-        lab_down(directory)
-    finally:
-        for process in lab_status(directory).processes:
-            if process.alive:
-                end_process(process.pid)
-
-
-@contextlib.contextmanager
-def sshd_without_rc_files() -> Iterator[None]:
-    """Kept for ``--plain-login-shell``: the lab's sshd now sets ``SetEnv SHLVL=1`` itself
-    (bash then reads no rc file for sshd's commands, like a vantage user whose login shell is
-    /bin/sh), so every run measures that setting and this changes nothing."""
-    yield
-
-
 class Stage:
     """Starts the bench's services; each is stopped when ``stack`` closes."""
 
@@ -75,22 +56,18 @@ class Stage:
         workdir: Path,
         children: Children,
         stack: contextlib.ExitStack,
-        *,
-        plain_login_shell: bool = False,
     ) -> None:
         self.workdir = workdir
         self.children = children
         self.stack = stack
         self.env = child_environment(workdir)
-        self.plain_login_shell = plain_login_shell
 
     def start_lab(self) -> LabState:
         """A loopback lab: three real sshd vantages (and the lab's own registry, unused).
-        With ``plain_login_shell`` their sessions skip the login shell's rc files."""
+        Their sessions skip the login shell's rc files (the lab sets ``SetEnv SHLVL=1``)."""
         directory = self.workdir / "lab"
         self.stack.callback(stop_lab, directory)
-        with sshd_without_rc_files() if self.plain_login_shell else contextlib.nullcontext():
-            state = lab_up(directory, LabMode.LOOPBACK)
+        state = lab_up(directory, LabMode.LOOPBACK)
         say(
             "lab vantages: "
             + ", ".join(f"{v.name} {v.address}:{v.port} (sshd pid {v.pid})" for v in state.vantages)
