@@ -75,7 +75,8 @@ def run_cli(
     return CliResult(completed.returncode, completed.stdout, completed.stderr)
 
 
-def _modes() -> list[Any]:
+def lab_modes() -> list[Any]:
+    """The lab modes to parametrise over: loopback always, netns only as root."""
     # CI runs as root, so both modes run there; a developer without root gets loopback only.
     netns = pytest.param(
         LabMode.NETNS,
@@ -85,7 +86,16 @@ def _modes() -> list[Any]:
     return [pytest.param(LabMode.LOOPBACK, id="loopback"), netns]
 
 
-@pytest.fixture(scope="module", params=_modes())
+@pytest.fixture
+def ledger_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A ledger of this test's own: what other tests verified (or accepted as a moved tag)
+    cannot change its verdicts. Modules opt in with ``pytest.mark.usefixtures("ledger_dir")``."""
+    directory = tmp_path_factory.mktemp("ledger")
+    monkeypatch.setenv("TOFU3_STATE_DIR", str(directory))
+    return directory
+
+
+@pytest.fixture(scope="module", params=lab_modes())
 def lab(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     """A lab for one test module, in each mode; every tamper switch is cleared between
     tests by ``honest_lab``."""

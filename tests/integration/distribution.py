@@ -11,7 +11,6 @@ again, so changing a blob's data file on disk is how an impostor instance lies.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import json
 import secrets
@@ -30,6 +29,7 @@ import httpx
 import yaml
 
 from tests.shared_fixtures import VENTURA_BOTTLE
+from tofu3.digest import digest_bytes
 from tofu3.lab.pki import issue_server_cert
 from tofu3.lab.sshd import free_port
 from tofu3.oci.media_types import OCI_INDEX, OCI_MANIFEST
@@ -57,7 +57,7 @@ WGET_TAG = "1.24.5"
 
 def sha256(data: bytes) -> str:
     """The OCI digest of ``data``."""
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+    return digest_bytes(data)
 
 
 def canonical_json(document: Mapping[str, Any]) -> bytes:

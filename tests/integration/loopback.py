@@ -21,12 +21,18 @@ def loopback_lab(directory: Path) -> Iterator[LabState]:
     try:
         yield lab_up(directory, mode=LabMode.LOOPBACK)
     finally:
-        try:
-            lab_down(directory)
-        finally:
-            for process in lab_status(directory).processes:
-                if process.alive:
-                    end_process(process.pid)
+        stop_lab(directory)
+
+
+def stop_lab(directory: Path) -> None:
+    """``lab down`` for the lab in ``directory``; then, whatever happened, every process
+    state.json recorded that is still alive is ended by its pid."""
+    try:
+        lab_down(directory)
+    finally:
+        for process in lab_status(directory).processes:
+            if process.alive:  # alive means: still the process the lab started
+                end_process(process.pid)
 
 
 def coordinator_routes(

@@ -4,11 +4,11 @@ URL), with an inventory that sends each vantage's curl to one server or another.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from pathlib import Path
 
 from tests.integration.file_server import FileServer, Route
+from tofu3.digest import digest_bytes
 from tofu3.lab.manager import LabState, write_inventory
 
 RELEASES = "releases.example.org"
@@ -26,7 +26,8 @@ VANTAGE_IPS = {"127.0.0.11", "127.0.0.12", "127.0.0.13"}
 
 
 def sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+    """The sha256 digest of ``data`` (``sha256:HEX``)."""
+    return digest_bytes(data)
 
 
 def routes(data: bytes) -> dict[tuple[str, str], Route]:

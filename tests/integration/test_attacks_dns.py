@@ -8,16 +8,14 @@ loopback lab, where vantages share the host's resolver, it is curl's --connect-t
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.integration.attacks import verify
-from tests.integration.conftest import WGET
+from tests.integration.conftest import WGET, lab_modes
 from tofu3.lab import netns
 from tofu3.lab.impostor import (
     IMPOSTOR_ADDRESSES,
@@ -48,16 +46,7 @@ class PoisonLab:
     impostor: Impostor
 
 
-def _modes() -> list[Any]:
-    netns_mode = pytest.param(
-        LabMode.NETNS,
-        marks=pytest.mark.skipif(os.geteuid() != 0, reason="netns mode needs root"),
-        id="netns",
-    )
-    return [pytest.param(LabMode.LOOPBACK, id="loopback"), netns_mode]
-
-
-@pytest.fixture(scope="module", params=_modes())
+@pytest.fixture(scope="module", params=lab_modes())
 def poison_lab(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[PoisonLab]:

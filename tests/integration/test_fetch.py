@@ -10,7 +10,6 @@ accepted image fetch here also shows that the registry token did not follow the 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import ssl
 import time
@@ -33,23 +32,15 @@ from tests.integration.releases import (
     inventory,
     routes,
 )
+from tofu3.digest import digest_bytes
 from tofu3.lab.manager import LabState, lab_tamper, write_inventory
 from tofu3.lab.pki import ensure_pki
 from tofu3.lab.sshd import free_port
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ledger_dir")]
 
 GHCR_CDN = "pkg-containers.githubusercontent.com"
 SONOMA = "darwin/arm64 (arm64_sonoma)"
-
-
-@pytest.fixture(autouse=True)
-def ledger_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A ledger of this test's own: what other tests verified (or accepted as a moved tag)
-    cannot change its verdicts."""
-    directory = tmp_path_factory.mktemp("ledger")
-    monkeypatch.setenv("TOFU3_STATE_DIR", str(directory))
-    return directory
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +122,7 @@ def fetch(
 
 
 def sha256_of(path: Path) -> str:
-    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+    return digest_bytes(path.read_bytes())
 
 
 def agreed_digests(report: dict[str, Any]) -> set[str]:

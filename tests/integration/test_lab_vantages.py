@@ -15,6 +15,7 @@ from pathlib import Path
 import paramiko
 import pytest
 
+from tests.integration.loopback import stop_lab
 from tofu3.inventory import load_inventory
 from tofu3.lab import netns
 from tofu3.lab.errors import LabError
@@ -255,17 +256,7 @@ def loopback_lab(tmp_path: Path) -> Iterator[LabState]:
     try:
         yield lab_up(directory, mode=LabMode.LOOPBACK)
     finally:
-        _stop_lab(directory)
-
-
-def _stop_lab(directory: Path) -> None:
-    try:
-        lab_down(directory)
-    finally:
-        # Belt and braces: whatever state.json recorded must be gone.
-        for process in lab_status(directory).processes:
-            if process.alive:  # alive means: still the process the lab started
-                end_process(process.pid)
+        stop_lab(directory)
 
 
 def test_lab_up_starts_three_vantages_pinned_in_its_inventory(loopback_lab: LabState) -> None:
@@ -342,7 +333,7 @@ def test_lab_down_stops_every_process_it_started(tmp_path: Path) -> None:
 
         stopped = lab_down(directory)
     finally:
-        _stop_lab(directory)
+        stop_lab(directory)
 
     assert len(stopped) == 4
     assert not any(process_alive(pid, ticks) for pid, ticks in pids)
@@ -367,7 +358,7 @@ def test_a_stale_lab_is_cleaned_and_started_again(tmp_path: Path) -> None:
         # Host keys are kept, so pins made against the first lab still hold.
         assert [v.host_key for v in second.vantages] == [v.host_key for v in first.vantages]
     finally:
-        _stop_lab(directory)
+        stop_lab(directory)
 
 
 @root_only
@@ -395,7 +386,7 @@ def test_namespace_lab_serves_the_real_names_from_inside_each_namespace(tmp_path
             assert status == 0, err
             assert out == "401 198.18.0.1"
     finally:
-        _stop_lab(directory)
+        stop_lab(directory)
 
     assert "tofu3-" not in netns_list()
     assert netns.leftovers() == []

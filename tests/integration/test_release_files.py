@@ -35,16 +35,7 @@ from tests.integration.releases import (
 from tofu3.lab.manager import LabState
 from tofu3.lab.pki import ensure_pki
 
-pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(autouse=True)
-def ledger_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A ledger of this test's own: what other tests verified (or accepted as a moved tag)
-    cannot change its verdicts."""
-    directory = tmp_path_factory.mktemp("ledger")
-    monkeypatch.setenv("TOFU3_STATE_DIR", str(directory))
-    return directory
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ledger_dir")]
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.integration.conftest import ALPINE, WGET, CliResult, Lab
-from tests.unit.ssh_keys import public_line, write_key_pair
+from tests.unit.ssh_keys import public_line, ssh_keygen_verify, write_key_pair
 from tofu3.lab.manager import LabMode, lab_down, lab_up
 from tofu3.report.schema import validate
 from tofu3.signing.dsse import read_envelopes, verify_envelope
@@ -75,16 +75,7 @@ def _allowed_signers(tmp_path: Path, key: Path) -> Path:
 def _ssh_keygen_verify(
     allowed: Path, report: Path, data: bytes
 ) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [
-            *("ssh-keygen", "-Y", "verify", "-f", str(allowed), "-I", SIGNER, "-n", NAMESPACE),
-            *("-s", f"{report}.sig"),
-        ],
-        input=data,
-        capture_output=True,
-        check=False,
-        timeout=30,
-    )
+    return ssh_keygen_verify(allowed, SIGNER, NAMESPACE, Path(f"{report}.sig"), data)
 
 
 def _flip(data: bytes, marker: bytes) -> bytes:

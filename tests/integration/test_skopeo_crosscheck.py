@@ -11,7 +11,6 @@ realms and CDNs) through a CONNECT proxy that tunnels each name to the lab (skop
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -37,11 +36,12 @@ from tests.integration.distribution import (
     start_distribution_registry,
 )
 from tests.integration.loopback import HTTPS_PORT, coordinator_routes, loopback_lab
+from tofu3.digest import digest_bytes
 from tofu3.lab.manager import LabState, write_inventory
 from tofu3.lab.netns import SERVICE_HOSTS
 from tofu3.lab.pki import ensure_pki
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("ledger_dir")]
 
 SKOPEO = "/usr/bin/skopeo"
 SKOPEO_TIMEOUT = 120.0
@@ -60,7 +60,7 @@ class Digests:
 
 
 def sha256_of(path: Path) -> str:
-    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+    return digest_bytes(path.read_bytes())
 
 
 def from_report(report: dict[str, Any]) -> Digests:
@@ -123,7 +123,7 @@ class Skopeo:
     def raw_digest(self, source: str) -> str:
         """sha256 of ``skopeo inspect --raw`` (the manifest bytes exactly as served)."""
         raw = self.run("inspect", "--raw", "--cert-dir", str(self.cert_dir), "--no-creds", source)
-        return "sha256:" + hashlib.sha256(raw).hexdigest()
+        return digest_bytes(raw)
 
     def copy_all(self, source: str, destination: Path) -> Digests:
         """``skopeo copy --all SOURCE dir:DESTINATION``, read back as digests."""
@@ -132,15 +132,6 @@ class Skopeo:
             tls = []
         self.run("copy", "--all", *tls, source, f"dir:{destination}")
         return from_skopeo_dir(destination)
-
-
-@pytest.fixture(autouse=True)
-def ledger_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A ledger of this test's own: what other tests verified (or accepted as a moved tag)
-    cannot change its verdicts."""
-    directory = tmp_path_factory.mktemp("ledger")
-    monkeypatch.setenv("TOFU3_STATE_DIR", str(directory))
-    return directory
 
 
 @pytest.fixture(scope="module")

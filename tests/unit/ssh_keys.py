@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -56,3 +57,20 @@ def public_line(private_path: Path) -> str:
     """``TYPE BASE64`` of the key pair at ``private_path``."""
     fields = private_path.with_name(private_path.name + ".pub").read_text().split()
     return f"{fields[0]} {fields[1]}"
+
+
+def ssh_keygen_verify(
+    allowed: Path, identity: str, namespace: str, signature: Path, message: bytes
+) -> subprocess.CompletedProcess[bytes]:
+    """The real ``ssh-keygen -Y verify`` of ``message`` against ``signature`` for ``identity``
+    in ``namespace``, with ``allowed`` as the allowed-signers file; never raises on failure."""
+    return subprocess.run(
+        [
+            *("ssh-keygen", "-Y", "verify", "-f", str(allowed), "-I", identity),
+            *("-n", namespace, "-s", str(signature)),
+        ],
+        input=message,
+        capture_output=True,
+        check=False,
+        timeout=30,
+    )

@@ -4,13 +4,12 @@ validity windows, certificate authorities; and the same answers as the real
 
 from __future__ import annotations
 
-import subprocess
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
-from tests.unit.ssh_keys import public_line, write_key_pair
+from tests.unit.ssh_keys import public_line, ssh_keygen_verify, write_key_pair
 from tofu3.errors import AllowedSignersError, SignatureError
 from tofu3.signing import sshsig
 from tofu3.signing.allowed_signers import (
@@ -143,16 +142,7 @@ def test_tofu3_and_ssh_keygen_agree_on_who_may_sign(
     allowed = tmp_path / "allowed_signers"
     allowed.write_text(text)
 
-    openssh = subprocess.run(
-        [
-            *("ssh-keygen", "-Y", "verify", "-f", str(allowed), "-I", "alice@example.org"),
-            *("-n", NS, "-s", str(signature)),
-        ],
-        input=MESSAGE,
-        capture_output=True,
-        check=False,
-        timeout=30,
-    )
+    openssh = ssh_keygen_verify(allowed, "alice@example.org", NS, signature, MESSAGE)
     signers = parse_allowed_signers(text, str(allowed))
     public = sshsig.verify(MESSAGE, armored)
     try:

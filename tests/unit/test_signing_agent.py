@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.ssh_keys import public_line, write_key_pair
+from tests.unit.ssh_keys import public_line, ssh_keygen_verify, write_key_pair
 from tofu3.errors import SigningKeyError
 from tofu3.signing import sshsig, wire
 from tofu3.signing.loader import load_signer
@@ -58,16 +58,7 @@ def _ssh_keygen_accepts(tmp_path: Path, key: Path, armored: bytes) -> bool:
     allowed.write_text(f"{IDENTITY} {public_line(key)}\n")
     signature = tmp_path / "report.json.sig"
     signature.write_bytes(armored)
-    result = subprocess.run(
-        [
-            *("ssh-keygen", "-Y", "verify", "-f", str(allowed), "-I", IDENTITY),
-            *("-n", sshsig.REPORT_NAMESPACE, "-s", str(signature)),
-        ],
-        input=REPORT,
-        capture_output=True,
-        check=False,
-        timeout=30,
-    )
+    result = ssh_keygen_verify(allowed, IDENTITY, sshsig.REPORT_NAMESPACE, signature, REPORT)
     return result.returncode == 0
 
 

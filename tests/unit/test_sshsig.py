@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from tests.unit.ssh_keys import KEY_KINDS, public_line, write_key_pair
+from tests.unit.ssh_keys import KEY_KINDS, public_line, ssh_keygen_verify, write_key_pair
 from tofu3.errors import SignatureError, SigningKeyError
 from tofu3.signing import sshsig, wire
 from tofu3.signing.keys import FileSigner, PublicKey, verify_signature
@@ -30,16 +30,7 @@ def _allowed_signers(directory: Path, key: Path, options: str = "") -> Path:
 def _ssh_keygen_verify(
     allowed: Path, signature: Path, message: bytes, namespace: str = sshsig.REPORT_NAMESPACE
 ) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [
-            *("ssh-keygen", "-Y", "verify", "-f", str(allowed), "-I", IDENTITY),
-            *("-n", namespace, "-s", str(signature)),
-        ],
-        input=message,
-        capture_output=True,
-        check=False,
-        timeout=30,
-    )
+    return ssh_keygen_verify(allowed, IDENTITY, namespace, signature, message)
 
 
 def _flip_one_byte(data: bytes, at: int) -> bytes:
