@@ -1,11 +1,13 @@
 """Fixed costs on this machine that every run pays, measured before the runs so the report
-can say where time goes: a new SSH connection, one more command on an open connection, and
-tofu3's own start-up.
+can say where time goes: a new SSH connection, one more command on an open connection (each
+directly and through a far vantage's forwarder), and tofu3's own start-up.
 
 A command on an open connection is what tofu3 pays per request (it opens one connection per
-vantage and runs one command per request on it). Most of that is the vantage user's login
+vantage and runs one command per request on it). Much of that is the vantage user's login
 shell: sshd runs every command as ``$SHELL -c COMMAND``, and bash, started by sshd, reads
-~/.bashrc first. The bare baseline pays it once per vantage, tofu3 once per request.
+~/.bashrc first (the lab, like any vantage, lets it). The bare baseline pays it once per
+vantage, tofu3 once per command. Through a far link, each command also pays the round trips
+of opening a channel and running it.
 """
 
 from __future__ import annotations
@@ -34,24 +36,46 @@ _LOGIN_SHELL = 'getent passwd "$(id -un)" | cut -d: -f7'
 
 
 @dataclass(frozen=True)
+class SshCost:
+    """``ssh vantage true`` on one path: a new connection and one more command on an open one."""
+
+    connection_seconds: float  # connect, authenticate, run, close
+    command_seconds: float  # over an open (ControlMaster) connection
+
+    def text(self) -> str:
+        """``N ms on a new connection, N ms on an open one``."""
+        return (
+            f"{self.connection_seconds * 1000:.0f} ms on a new connection, "
+            f"{self.command_seconds * 1000:.0f} ms on an open one"
+        )
+
+
+@dataclass(frozen=True)
 class Overheads:
-    """What a new SSH connection, one more command on it, and one tofu3 start cost here."""
+    """What SSH (directly and through a far link), and one tofu3 start, cost here."""
 
     login_shell: str
-    connection_seconds: float  # ``ssh vantage true``: connect, authenticate, run, close
-    command_seconds: float  # ``ssh vantage true`` over an open (ControlMaster) connection
+    direct: SshCost
+    far: SshCost | None  # through the far vantage's forwarder, when there is one
+    far_round_trip_ms: float
     tofu3_start_seconds: float  # ``python -m tofu3 --version``
 
     def notes(self) -> list[str]:
         """Lines for the report."""
-        return [
-            f"ssh:     `ssh vantage true` takes {self.connection_seconds * 1000:.0f} ms on a new "
-            f"connection, {self.command_seconds * 1000:.0f} ms on an open one (the vantage "
-            f"user's login shell, {self.login_shell}, without its rc files: the lab sets "
-            "SHLVL=1)",
-            f"start:   `python -m tofu3 --version` takes {self.tofu3_start_seconds * 1000:.0f} ms "
-            "(interpreter and imports, part of every tofu3 run)",
+        lines = [
+            f"ssh:     `ssh vantage true` takes {self.direct.text()} (the vantage user's login "
+            f"shell, {self.login_shell}, with its rc files, as for tofu3 and the baseline alike)",
         ]
+        if self.far is not None:
+            lines.append(
+                f"ssh far: through a far link ({self.far_round_trip_ms:g} ms round trip) it "
+                f"takes {self.far.text()}"
+            )
+        lines.append(
+            f"start:   `python -m tofu3 --version` takes {self.tofu3_start_seconds * 1000:.0f} ms "
+            "(interpreter and imports, part of every tofu3 run)"
+        )
+        return lines
 
 
 def measure_overheads(
@@ -60,24 +84,38 @@ def measure_overheads(
     vantage: Vantage,
     known_hosts: Path,
     workdir: Path,
+    *,
+    far: Vantage | None = None,
+    far_round_trip_ms: float = 0.0,
 ) -> Overheads:
-    """Measure each fixed cost (medians of PROBES). RunFailed when one SSH command is so slow
-    that nothing else would be measured."""
+    """Measure each fixed cost (medians of PROBES); ``far`` is the same vantage as the
+    inventory of the far case has it (through its forwarder). RunFailed when one SSH command
+    is so slow that nothing else would be measured."""
     shell = _login_shell(children, env, vantage, known_hosts, workdir)
-    new = [
-        run_command(children, ssh_argv(vantage, known_hosts, "true"), env, PROBE_TIMEOUT)
-        for _ in range(PROBES)
-    ]
-    connection_seconds = statistics.median(new)
-    say(f"`ssh vantage true`, new connection: {connection_seconds * 1000:.0f} ms")
-    command_seconds = _command_on_open_connection(children, env, vantage, known_hosts)
-    say(f"`ssh vantage true`, open connection: {command_seconds * 1000:.0f} ms")
+    direct = _ssh_cost(children, env, vantage, known_hosts, "")
+    far_cost = None
+    if far is not None:
+        far_cost = _ssh_cost(children, env, far, known_hosts, "through the far link, ")
     start_seconds = statistics.median(
         run_command(children, [sys.executable, "-m", "tofu3", "--version"], env, PROBE_TIMEOUT)
         for _ in range(PROBES)
     )
     say(f"`python -m tofu3 --version`: {start_seconds * 1000:.0f} ms")
-    return Overheads(shell, connection_seconds, command_seconds, start_seconds)
+    return Overheads(shell, direct, far_cost, far_round_trip_ms, start_seconds)
+
+
+def _ssh_cost(
+    children: Children, env: dict[str, str], vantage: Vantage, known_hosts: Path, where: str
+) -> SshCost:
+    new = [
+        run_command(children, ssh_argv(vantage, known_hosts, "true"), env, PROBE_TIMEOUT)
+        for _ in range(PROBES)
+    ]
+    connection_seconds = statistics.median(new)
+    say(f"`ssh vantage true`, {where}new connection: {connection_seconds * 1000:.0f} ms")
+    command_seconds = _command_on_open_connection(children, env, vantage, known_hosts)
+    say(f"`ssh vantage true`, {where}open connection: {command_seconds * 1000:.0f} ms")
+    return SshCost(connection_seconds, command_seconds)
 
 
 def _login_shell(

@@ -20,6 +20,8 @@ BARE_LARGE_OPENSSL = "bare curl | openssl dgst, large image"
 TOFU3_LARGE_PROGRESS = "tofu3 verify, large image, progress on a terminal"
 TOFU3_INDEX_LATENCY = "tofu3 verify, wget-shaped index, +100 ms"
 BARE_INDEX_LATENCY = "bare sequential, wget-shaped index, +100 ms"
+TOFU3_INDEX_FAR = "tofu3 verify, wget-shaped index, far vantages"
+BARE_INDEX_FAR = "bare sequential, wget-shaped index, far vantages"
 CPU_LARGE = "coordinator CPU, large image"
 CPU_LARGE_PROGRESS = "coordinator CPU, large image, progress on a terminal"
 RSS_SMALL = "coordinator peak RSS, small image"
@@ -33,6 +35,8 @@ MEASUREMENTS = (
     CPU_LARGE_PROGRESS,
     TOFU3_INDEX_LATENCY,
     BARE_INDEX_LATENCY,
+    TOFU3_INDEX_FAR,
+    BARE_INDEX_FAR,
     RSS_SMALL,
     RSS_HUGE,
 )
@@ -40,6 +44,7 @@ MEASUREMENTS = (
 RATIO_LARGE = "tofu3 / bare, large image"
 RATIO_LARGE_OPENSSL = "tofu3 / bare with openssl dgst, large"
 RATIO_LATENCY = "tofu3 / bare sequential, index +100 ms"
+RATIO_FAR = "tofu3 / bare sequential, index, far vantages"
 FIGURE_RSS_SMALL = "peak RSS, small image"
 FIGURE_RSS_HUGE = "peak RSS, huge image"
 RATIO_RSS = "peak RSS huge / small"
@@ -49,6 +54,7 @@ FIGURES = (
     RATIO_LARGE,
     RATIO_LARGE_OPENSSL,
     RATIO_LATENCY,
+    RATIO_FAR,
     FIGURE_RSS_SMALL,
     FIGURE_RSS_HUGE,
     RATIO_RSS,

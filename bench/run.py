@@ -7,7 +7,10 @@ registry with a lab-CA certificate, and images pushed into it. Then, medians of 
    tofu3 again with live progress drawn on a pseudo-terminal;
 2. the Homebrew-shaped index with 100 ms added to every registry response
    (bench/latency_proxy.py): tofu3 (default --jobs) against the bare sequential baseline;
-3. the coordinator's own peak RSS for the small and the huge image.
+3. the same index from far vantages: every SSH link through a forwarder adding 40 ms each
+   way (80 ms round trip), and 20 ms added to every registry response; tofu3 against the bare
+   sequential baseline, both through the same forwarders;
+4. the coordinator's own peak RSS for the small and the huge image.
 
 The report goes to stdout, progress to stderr. Everything the bench starts is ended by pid at
 the end, also on Ctrl-C or SIGTERM.
@@ -21,6 +24,7 @@ import dataclasses
 import os
 import shutil
 import signal
+import statistics
 import sys
 import tempfile
 import time
@@ -32,6 +36,7 @@ from types import FrameType
 from bench import report
 from bench.baseline import OPENSSL, bare_sessions, known_hosts_text
 from bench.images import Artifact, MiB, push_homebrew_index, push_random_image
+from bench.links import FarLinks, LinkUse
 from bench.measure import REPO, RunFailed, Runner
 from bench.overheads import measure_overheads
 from bench.processes import Children, ChildTimeout
@@ -42,11 +47,16 @@ from tofu3.inventory import load_inventory
 from tofu3.lab.errors import LabError
 
 DELAY_MS = 100.0
-"""Milliseconds the latency proxy adds to every registry response."""
+"""Milliseconds the latency proxy adds to every registry response (the index case)."""
+FAR_SSH_ONE_WAY_MS = 40.0
+"""Milliseconds each far link adds in each direction: an 80 ms SSH round trip."""
+FAR_REGISTRY_DELAY_MS = 20.0
+"""Milliseconds added to every registry response in the far case."""
 
 # Targets from issue #6.
-LARGE_RATIO_LIMIT = 1.10
+LARGE_RATIO_LIMIT = 1.05
 LATENCY_RATIO_LIMIT = 0.60
+FAR_RATIO_LIMIT = 0.90
 RSS_LIMIT_MIB = 100.0
 RSS_RATIO_LIMIT = 1.10
 
@@ -156,16 +166,24 @@ def measure(stage: Stage, sizes: Sizes, runs: int) -> tuple[list[str], list[Seri
     lab = stage.start_lab()
     registry = stage.start_registry(lab)
     large, small, huge, index = push_all(registry, lab.ca_cert, sizes)
-    proxy_port = stage.start_proxy(registry, DELAY_MS)
+    upstream = ("127.0.0.1", registry.port)
+    proxy_port = stage.start_proxy(upstream, DELAY_MS)
+    far_proxy_port = stage.start_proxy(upstream, FAR_REGISTRY_DELAY_MS)
+    far_links = stage.start_far_links(lab, FAR_SSH_ONE_WAY_MS)
     direct = stage.inventory(lab, "direct.yaml", registry.host, registry.port)
     delayed = stage.inventory(lab, "delayed.yaml", registry.host, proxy_port)
+    far = stage.inventory(lab, "far.yaml", registry.host, far_proxy_port, far_links)
     vantages = load_inventory(direct).vantages
+    far_vantages = load_inventory(far).vantages
+    # One file for both: each sshd's pinned key under its own address and under its
+    # forwarder's, so `ssh -p FORWARDER_PORT` checks the host key as strictly.
     known_hosts = stage.workdir / "known_hosts"
-    known_hosts.write_text(known_hosts_text(vantages), encoding="utf-8")
+    known_hosts.write_text(known_hosts_text([*vantages, *far_vantages]), encoding="utf-8")
     bare_large = bare_sessions(vantages, known_hosts, registry.host, large)
     bare_large_openssl = bare_sessions(vantages, known_hosts, registry.host, large, OPENSSL)
     # The delayed inventory differs only in where curl connects: same vantages, same keys.
     bare_index = bare_sessions(load_inventory(delayed).vantages, known_hosts, registry.host, index)
+    bare_far = bare_sessions(far_vantages, known_hosts, registry.host, index)
     run = Runner(stage.children, stage.env, stage.workdir)
 
     def ref(artifact: Artifact) -> str:
@@ -177,6 +195,8 @@ def measure(stage: Stage, sizes: Sizes, runs: int) -> tuple[list[str], list[Seri
         vantages[0],
         known_hosts,
         stage.workdir,
+        far=far_vantages[0],
+        far_round_trip_ms=2 * FAR_SSH_ONE_WAY_MS,
     )
     say("warm-up (not counted): one bare and one tofu3 run on the large image")
     run.bare(bare_large)
@@ -214,6 +234,30 @@ def measure(stage: Stage, sizes: Sizes, runs: int) -> tuple[list[str], list[Seri
             ("bare", lambda: {report.BARE_INDEX_LATENCY: run.bare(bare_index)}),
         ],
     )
+    far_use: dict[str, list[LinkUse]] = {"tofu3": [], "bare": []}
+
+    def on_far_links(kind: str, label: str, action: Callable[[], float]) -> dict[str, float]:
+        started = time.perf_counter()
+        seconds = action()
+        far_use[kind] += far_links.used_since(started)
+        return {label: seconds}
+
+    got |= collect(
+        runs,
+        "far",
+        [
+            (
+                "tofu3",
+                lambda: on_far_links(
+                    "tofu3", report.TOFU3_INDEX_FAR, lambda: run.tofu3(ref(index), far).seconds
+                ),
+            ),
+            (
+                "bare",
+                lambda: on_far_links("bare", report.BARE_INDEX_FAR, lambda: run.bare(bare_far)),
+            ),
+        ],
+    )
     got |= collect(
         runs,
         "rss",
@@ -235,9 +279,32 @@ def measure(stage: Stage, sizes: Sizes, runs: int) -> tuple[list[str], list[Seri
         "medians; 3 loopback sshd vantages",
         f"latency: +{DELAY_MS:g} ms on every client->server chunk to the registry "
         "(bench/latency_proxy.py)",
+        f"far:     every SSH link through a forwarder, +{FAR_SSH_ONE_WAY_MS:g} ms each way "
+        f"({2 * FAR_SSH_ONE_WAY_MS:g} ms round trip; bench/latency_proxy.py, one per vantage), "
+        f"and +{FAR_REGISTRY_DELAY_MS:g} ms on every registry response",
+        turns_note(far_links, far_use),
         *overheads.notes(),
     ]
     return notes, [series[label] for label in report.MEASUREMENTS], figures(series)
+
+
+def turns_note(links: FarLinks, use: dict[str, list[LinkUse]]) -> str:
+    """The far case's SSH connections and turns per vantage and run, tofu3 and the bare
+    baseline (medians; a turn is the client speaking again after the server had, so every
+    round trip it waited for is one)."""
+
+    def median_of(kind: str) -> str:
+        used = use[kind]
+        if not used:
+            return "none"
+        turns = statistics.median(u.turns for u in used)
+        connections = statistics.median(u.connections for u in used)
+        return f"{turns:g} turns over {connections:g} connection(s)"
+
+    return (
+        f"turns:   on each far link per run (medians over {len(links.links)} vantages and the "
+        f"runs): tofu3 {median_of('tofu3')}, bare {median_of('bare')}"
+    )
 
 
 def figures(series: dict[str, Series]) -> list[Figure]:
@@ -262,6 +329,12 @@ def figures(series: dict[str, Series]) -> list[Figure]:
             series[report.TOFU3_INDEX_LATENCY],
             series[report.BARE_INDEX_LATENCY],
             LATENCY_RATIO_LIMIT,
+        ),
+        report.ratio(
+            report.RATIO_FAR,
+            series[report.TOFU3_INDEX_FAR],
+            series[report.BARE_INDEX_FAR],
+            FAR_RATIO_LIMIT,
         ),
         Figure(report.FIGURE_RSS_SMALL, series[report.RSS_SMALL].median, "MiB", RSS_LIMIT_MIB),
         Figure(report.FIGURE_RSS_HUGE, series[report.RSS_HUGE].median, "MiB", RSS_LIMIT_MIB),
@@ -298,12 +371,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=None,
         help="MiB per layer of the large image (default 64; 2 with --quick)",
-    )
-    parser.add_argument(
-        "--plain-login-shell",
-        action="store_true",
-        help="kept for old command lines: the lab's vantages now always skip the login "
-        "shell's rc files (~/.bashrc), as a vantage user with /bin/sh as login shell would",
     )
     parser.add_argument(
         "--keep", action="store_true", help="keep the working directory (logs, inventories)"

@@ -1,7 +1,8 @@
 """The stage the bench measures on: a loopback lab (three real sshd vantages), the CNCF
-distribution registry with a lab-CA certificate, the latency proxy in front of it, and
-inventories pointing the lab's vantages at either. Everything started here is registered on
-an ExitStack and ended by pid when the stack closes."""
+distribution registry with a lab-CA certificate, the latency proxies in front of it, a
+forwarder in front of each vantage's sshd for the far case, and inventories pointing the
+lab's vantages at the registry or a proxy, directly or through the forwarders. Everything
+started here is registered on an ExitStack and ended by pid when the stack closes."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench.links import FarLink, FarLinks
 from bench.measure import REPO, RunFailed
 from bench.processes import Children
 from tests.integration.distribution import (
@@ -64,7 +66,7 @@ class Stage:
 
     def start_lab(self) -> LabState:
         """A loopback lab: three real sshd vantages (and the lab's own registry, unused).
-        Their sessions skip the login shell's rc files (the lab sets ``SetEnv SHLVL=1``)."""
+        Their sessions run the login shell with its rc files, as on any vantage."""
         directory = self.workdir / "lab"
         self.stack.callback(stop_lab, directory)
         state = lab_up(directory, LabMode.LOOPBACK)
@@ -86,22 +88,34 @@ class Stage:
         say(f"docker-registry on 127.0.0.1:{registry.port} (pid {registry.pid})")
         return registry
 
-    def start_proxy(self, registry: DistributionRegistry, delay_ms: float) -> int:
-        """bench/latency_proxy.py in front of the registry; returns the port it listens on."""
-        process = self.children.start(
-            [
-                sys.executable,
-                "-m",
-                "bench.latency_proxy",
-                "--upstream",
-                f"127.0.0.1:{registry.port}",
-                "--delay-ms",
-                str(delay_ms),
-            ],
-            env=self.env,
-            stdout=subprocess.PIPE,
-            cwd=REPO,
-        )
+    def start_proxy(
+        self,
+        upstream: tuple[str, int],
+        delay_ms: float,
+        *,
+        reply_delay_ms: float = 0.0,
+        listen: str = "127.0.0.1",
+        log: Path | None = None,
+    ) -> int:
+        """bench/latency_proxy.py on ``listen`` (a free port) in front of ``upstream``, holding
+        client->server bytes ``delay_ms`` and server->client bytes ``reply_delay_ms``; returns
+        the port it listens on. With ``log`` it logs every chunk there (for the turn count)."""
+        argv = [
+            sys.executable,
+            "-m",
+            "bench.latency_proxy",
+            "--listen",
+            f"{listen}:0",
+            "--upstream",
+            f"{upstream[0]}:{upstream[1]}",
+            "--delay-ms",
+            str(delay_ms),
+            "--reply-delay-ms",
+            str(reply_delay_ms),
+        ]
+        if log is not None:
+            argv += ["--log", str(log)]
+        process = self.children.start(argv, env=self.env, stdout=subprocess.PIPE, cwd=REPO)
         self.stack.callback(self.children.end, process)
         assert process.stdout is not None
         self.stack.callback(process.stdout.close)
@@ -110,13 +124,49 @@ class Stage:
         if not line.startswith("LISTENING "):
             raise RunFailed(f"the latency proxy did not start (it said {line!r})")
         port = int(line.split()[1])
-        say(f"latency proxy +{delay_ms:g} ms on 127.0.0.1:{port} (pid {process.pid})")
+        if reply_delay_ms == 0:
+            delays = f"+{delay_ms:g} ms"
+        elif reply_delay_ms == delay_ms:
+            delays = f"+{delay_ms:g} ms each way"
+        else:
+            delays = f"+{delay_ms:g} ms up, +{reply_delay_ms:g} ms down"
+        say(
+            f"latency proxy {delays} on {listen}:{port} to {upstream[0]}:{upstream[1]} "
+            f"(pid {process.pid})"
+        )
         return port
 
-    def inventory(self, lab: LabState, name: str, registry_host: str, port: int) -> Path:
+    def start_far_links(self, lab: LabState, one_way_ms: float) -> FarLinks:
+        """One forwarder per vantage, on the vantage's own address, in front of its sshd,
+        holding bytes ``one_way_ms`` in each direction; each logs its chunks."""
+        links = []
+        for vantage in lab.vantages:
+            log = self.workdir / f"far-link-{vantage.name}.log"
+            port = self.start_proxy(
+                (vantage.address, vantage.port),
+                one_way_ms,
+                reply_delay_ms=one_way_ms,
+                listen=vantage.address,
+                log=log,
+            )
+            links.append(FarLink(vantage.name, vantage.address, port, log))
+        return FarLinks(tuple(links))
+
+    def inventory(
+        self,
+        lab: LabState,
+        name: str,
+        registry_host: str,
+        port: int,
+        far_links: FarLinks | None = None,
+    ) -> Path:
         """The lab inventory, with each vantage's curl sent to 127.0.0.1:``port`` for the
-        registry (the lab inventory already has --cacert for the lab CA)."""
+        registry (the lab inventory already has --cacert for the lab CA). With ``far_links``,
+        each vantage's host and port are its forwarder's; its pinned host key stays, since
+        the same sshd answers."""
         extra = {
             v.name: ["--connect-to", f"{registry_host}:127.0.0.1:{port}"] for v in lab.vantages
         }
+        if far_links is not None:
+            lab = far_links.through(lab)
         return write_inventory(lab, self.workdir / name, curl_args_extra=extra)

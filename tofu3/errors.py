@@ -66,6 +66,18 @@ class VantageUnreachable(TransportError):
     code = "VANTAGE_UNREACHABLE"
 
 
+class WorkingDirectoryUnavailable(TransportError):
+    """No directory on the vantage where its session can make a private directory and FIFOs."""
+
+    code = "NO_WORKING_DIRECTORY"
+
+
+class SessionGarbled(TransportError):
+    """A vantage's framed results came back broken (the SSH link, not the registry)."""
+
+    code = "SESSION_GARBLED"
+
+
 class RemoteTimeout(TransportError):
     """A command on a vantage did not finish in time."""
 

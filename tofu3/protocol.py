@@ -1,8 +1,7 @@
-"""The registry protocol as one vantage runs it: challenge, token, manifests, blobs.
-
-Each vantage runs this independently with its own curl; the coordinator only interprets
-what comes back. Manifest bytes are hashed here, on the coordinator, from the exact bytes
-received.
+"""The registry protocol, once: challenge, token, manifests, blobs, over any Transport
+(remote/port.py): a vantage's session, where its own curl does the requests, or the
+in-memory registry of the unit tests. Manifest bytes are hashed here, on the coordinator, from
+the exact bytes received.
 """
 
 from __future__ import annotations
@@ -26,9 +25,15 @@ from tofu3.oci import media_types as mt
 from tofu3.oci.challenge import parse_token_response
 from tofu3.oci.manifest import SCHEMA1_REFUSAL, is_schema1
 from tofu3.reference import Reference
-from tofu3.remote.batch_blobs import download_level
-from tofu3.remote.batch_manifests import fetch_level
-from tofu3.remote.curl import BlobDownload, Connection, Curl, Request, Response
+from tofu3.remote.port import (
+    BlobDownload,
+    BlobRequest,
+    Connection,
+    FetchRequest,
+    Request,
+    Response,
+    Transport,
+)
 
 _HTTP_OK = 200
 _HTTP_UNAUTHORIZED = 401
@@ -64,18 +69,28 @@ class TokenCache:
             self._tokens[key] = token
 
 
+PING = "registry ping (GET /v2/)"
+
+
+def ping_request(registry_host: str) -> Request:
+    """``GET /v2/`` of a registry: the first request of every walk, known before anything
+    else, so a session sends it in its first exchange."""
+    return Request(f"https://{registry_host}/v2/", follow_redirects=False)
+
+
 class RegistrySession:
     """One vantage's conversation with one registry, for one repository."""
 
     def __init__(
         self,
-        curl: Curl,
+        transport: Transport,
         reference: Reference,
         limits: Limits = DEFAULT_LIMITS,
         tokens: TokenCache | None = None,
         credentials: RegistryCredentials | None = None,
     ) -> None:
-        self._curl = curl
+        self._transport = transport
+        self._name = transport.vantage
         self._reference = reference
         self._limits = limits
         self._token: str | None = None
@@ -105,10 +120,8 @@ class RegistrySession:
         registry's credentials, if any, when the realm may have them); on a Basic challenge,
         use the credentials with the registry itself (credentials/auth.py has the rules)."""
         v2 = f"https://{self._reference.registry_host}/v2/"
-        ping = self._curl.fetch(
-            Request(v2, follow_redirects=False),
-            cap=self._limits.token_bytes,
-            what="registry ping (GET /v2/)",
+        ping = self._one(
+            ping_request(self._reference.registry_host), self._limits.token_bytes, PING
         )
         status = ping.connection.status
         if status == _HTTP_OK:
@@ -116,7 +129,7 @@ class RegistrySession:
             return
         if status != _HTTP_UNAUTHORIZED:
             raise HttpError(
-                f"vantage {self._curl.vantage!r}: GET /v2/ answered HTTP {status}", status=status
+                f"vantage {self._name!r}: GET /v2/ answered HTTP {status}", status=status
             )
         host = self._reference.registry_host
         credentials = self._credentials.for_registry(host)
@@ -130,7 +143,7 @@ class RegistrySession:
                 limits=self._limits,
             )
         except (ProtocolViolation, ConfigurationError) as exc:
-            raise type(exc)(f"vantage {self._curl.vantage!r}: {exc}") from None
+            raise type(exc)(f"vantage {self._name!r}: {exc}") from None
         if isinstance(plan, BasicAuth):
             what = "registry ping with credentials (GET /v2/)"
             request = Request(v2, [("Authorization", plan.authorization)], follow_redirects=False)
@@ -140,15 +153,13 @@ class RegistrySession:
             # A credentialed token request is never redirected: the realm was checked, a
             # redirect target was not.
             request = Request(plan.url, headers, follow_redirects=plan.authorization is None)
-        response = self._curl.fetch(request, cap=self._limits.token_bytes, what=what)
+        response = self._one(request, self._limits.token_bytes, what)
         status = response.connection.status
         if status != _HTTP_OK:
             refused = refusal(status, host, credentials, what=what)
             if refused is not None:
-                raise type(refused)(f"vantage {self._curl.vantage!r}: {refused}")
-            raise HttpError(
-                f"vantage {self._curl.vantage!r}: {what} answered HTTP {status}", status=status
-            )
+                raise type(refused)(f"vantage {self._name!r}: {refused}")
+            raise HttpError(f"vantage {self._name!r}: {what} answered HTTP {status}", status=status)
         if isinstance(plan, BasicAuth):
             self._basic = plan.authorization
         else:
@@ -171,20 +182,21 @@ class RegistrySession:
         Docker-Content-Digest header that contradicts the bytes raises DigestMismatch."""
         if not self._authenticated:
             self.authenticate()
-        response = self._curl.fetch(
-            self._manifest_request(reference), cap=self._limits.manifest_bytes, what=what
-        )
+        response = self._one(self._manifest_request(reference), self._limits.manifest_bytes, what)
         return self._checked(response, what, expected)
+
+    def _one(self, request: Request, cap: int, what: str) -> Response:
+        (response,) = self._transport.fetch([FetchRequest(request, cap, what)], jobs=1)
+        return response
 
     def manifests(self, items: Sequence[tuple[Digest, str]], *, jobs: int) -> list[FetchedManifest]:
         """One level of the tree: GET every ``(digest, what)`` in one SSH command (at most
         ``jobs`` at a time), each checked as ``manifest`` checks it, in order."""
         if not self._authenticated:
             self.authenticate()
-        responses = fetch_level(
-            self._curl,
-            [(self._manifest_request(digest), what) for digest, what in items],
-            cap=self._limits.manifest_bytes,
+        cap = self._limits.manifest_bytes
+        responses = self._transport.fetch(
+            [FetchRequest(self._manifest_request(digest), cap, what) for digest, what in items],
             jobs=jobs,
         )
         return [
@@ -202,19 +214,19 @@ class RegistrySession:
         status = response.connection.status
         if status != _HTTP_OK:
             raise HttpError(
-                f"vantage {self._curl.vantage!r}: {what}: HTTP {status}"
+                f"vantage {self._name!r}: {what}: HTTP {status}"
                 + (" (not found)" if status == 404 else ""),
                 status=status,
             )
         if is_schema1(response.body, response.connection.content_type):
             # Refused for what it is: its registry digest never covers the bytes served, so
             # the digest checks below would fail, and say the wrong thing.
-            raise UnsupportedManifest(f"vantage {self._curl.vantage!r}: {what}: {SCHEMA1_REFUSAL}")
+            raise UnsupportedManifest(f"vantage {self._name!r}: {what}: {SCHEMA1_REFUSAL}")
         algorithm = algorithm_of(expected) if expected else "sha256"
         digest = digest_bytes(response.body, algorithm)
         if expected is not None and digest != expected:
             raise DigestMismatch(
-                f"vantage {self._curl.vantage!r}: {what}: asked for {expected} but the bytes "
+                f"vantage {self._name!r}: {what}: asked for {expected} but the bytes "
                 f"received hash to {digest}"
             )
         claimed = response.connection.header("docker-content-digest")
@@ -227,7 +239,7 @@ class RegistrySession:
         )
         if claimed is not None and claimed.strip() != computed:
             raise DigestMismatch(
-                f"vantage {self._curl.vantage!r}: {what}: the registry's Docker-Content-Digest "
+                f"vantage {self._name!r}: {what}: the registry's Docker-Content-Digest "
                 f"header says {claimed.strip()[:80]} but the bytes hash to {digest}"
             )
         return FetchedManifest(
@@ -248,16 +260,16 @@ class RegistrySession:
         on the vantage as it streams; ``on_progress`` gets the bytes received so far."""
         if not self._authenticated:
             self.authenticate()
-        downloads = download_level(
-            self._curl,
-            [(self._blob_request(digest), algorithm_of(digest), what) for digest, what in items],
+        downloads = self._transport.download(
+            [
+                BlobRequest(self._blob_request(digest), algorithm_of(digest), what)
+                for digest, what in items
+            ],
             jobs=jobs,
             on_progress=on_progress,
         )
         for download, (_, what) in zip(downloads, items, strict=True):
             status = download.connection.status
             if status != _HTTP_OK:
-                raise HttpError(
-                    f"vantage {self._curl.vantage!r}: {what}: HTTP {status}", status=status
-                )
+                raise HttpError(f"vantage {self._name!r}: {what}: HTTP {status}", status=status)
         return downloads

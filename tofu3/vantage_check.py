@@ -15,7 +15,6 @@ the others said.
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -25,10 +24,10 @@ from typing import TypeVar
 from tofu3.errors import ConfigurationError, InvalidReference, Tofu3Error, TransportError
 from tofu3.inventory import Inventory, Vantage
 from tofu3.limits import DEFAULT_LIMITS, Limits
+from tofu3.protocol import PING, ping_request
 from tofu3.reference import DOCKER_HUB_DOMAIN, parse_reference
 from tofu3.remote.jump import OfferedHostKey, offered_host_key
-from tofu3.remote.probe import probe
-from tofu3.remote.shell import remote_sh
+from tofu3.remote.port import FetchRequest
 from tofu3.remote.ssh import SshConnection
 from tofu3.remote.ssh_config import SshConfig, SshTarget, load_ssh_config, resolve_vantage
 
@@ -169,13 +168,23 @@ def _check_one(
         connection = SshConnection.connect(vantage, limits, target)
     except Tofu3Error as exc:
         return _failed(result, exc)
+    # The same session a verification opens; its first exchange asks the vantage's own curl,
+    # with the vantage's own curl_args, for /v2/ (200 or 401 to anyone: no credentials).
+    ping = FetchRequest(ping_request(registry), limits.token_bytes, PING)
+    status: int | None = None
+    error = ""
     try:
         result = replace(result, host_key_fingerprint=connection.host_key_fingerprint)
-        facts = probe(connection, limits)
+        session = connection.start_session(vantage.curl_args)
+        facts = session.open([ping])
         result = replace(
             result, curl_version=facts.curl_version, hash_tool=facts.hash_tool, system=facts.system
         )
-        status, error = _registry_status(connection, vantage, registry, limits)
+        try:
+            (response,) = session.fetch([ping], jobs=1)
+            status = response.connection.status
+        except TransportError as exc:
+            error = exc.diagnostics().removeprefix(f"vantage {vantage.name!r}: ")
     except Tofu3Error as exc:
         return _failed(result, exc)
     finally:
@@ -187,41 +196,6 @@ def _check_one(
             message=f"vantage {vantage.name!r}: registry {registry} not reachable: {error}",
         )
     return replace(result, registry_status=status)
-
-
-def _registry_status(
-    connection: SshConnection, vantage: Vantage, registry: str, limits: Limits
-) -> tuple[int | None, str]:
-    """The HTTP status of ``GET https://REGISTRY/v2/`` from the vantage's curl, or None and
-    curl's complaint. No credentials are involved: /v2/ answers 200 or 401 to anyone."""
-    argv = [
-        "curl",
-        "-q",
-        "--silent",
-        "--show-error",
-        "--output",
-        "/dev/null",
-        "--write-out",
-        "%{http_code}",
-        "--proto",
-        "=https",
-        "--connect-timeout",
-        str(limits.curl_connect_timeout),
-        "--max-time",
-        str(_REACH_SECONDS),
-        *vantage.curl_args,
-        f"https://{registry}/v2/",
-    ]
-    result = connection.run(
-        remote_sh(" ".join(shlex.quote(arg) for arg in argv)),
-        timeout=_REACH_SECONDS + 15,
-        stdout_cap=64,
-    )
-    code = result.stdout.decode("ascii", "replace").strip()
-    if result.exit_status == 0 and code.isdigit() and 100 <= int(code) <= 599:
-        return int(code), ""
-    complaint = result.stderr.decode("utf-8", "replace").strip().splitlines()
-    return None, (complaint[-1][:200] if complaint else f"curl exit status {result.exit_status}")
 
 
 def _offered_one(

@@ -37,10 +37,10 @@ from tofu3.observation import (
 )
 from tofu3.oci.manifest import Descriptor, ImageManifest, Index, Manifest, parse_manifest
 from tofu3.oci.platform import PlatformFilter, entry_labels, select
-from tofu3.protocol import FetchedManifest, RegistrySession, TokenCache
+from tofu3.protocol import PING, FetchedManifest, RegistrySession, TokenCache, ping_request
 from tofu3.reference import Reference
-from tofu3.remote.curl import Curl
-from tofu3.remote.probe import VantageFacts, probe
+from tofu3.release.url import ReleaseReference
+from tofu3.remote.port import FetchRequest, VantagePort
 from tofu3.remote.ssh import SshConnection
 from tofu3.remote.ssh_config import load_ssh_config, resolve_vantage
 from tofu3.verdict import Verdict, decide
@@ -85,23 +85,26 @@ class Options:
 
 @dataclass(frozen=True)
 class Connected:
-    """A vantage that is connected and probed."""
+    """A vantage whose session is open and probed."""
 
     vantage: Vantage
-    connection: SshConnection
-    facts: VantageFacts
+    port: VantagePort
     # Pull tokens for the whole run: a batch asks each realm once per repository.
     tokens: TokenCache = field(default_factory=TokenCache)
 
 
 def connect_all(
-    inventory: Inventory, progress: Progress, limits: Limits = DEFAULT_LIMITS
+    inventory: Inventory,
+    progress: Progress,
+    limits: Limits = DEFAULT_LIMITS,
+    prefetch: Sequence[FetchRequest] = (),
 ) -> tuple[list[Connected], list[VantageRun]]:
-    """Connect to and probe every vantage in parallel. Returns the usable vantages and runs
-    for the unreachable ones. Raises the first ConfigurationError (after closing every
-    connection): an unknown host key, two entries that are one machine, or an unusable
-    vantage stops everything. (1) connect; (2) check the vantages are distinct; (3) probe:
-    nothing runs on any vantage before (2) has passed."""
+    """Connect to every vantage and open its one session, in parallel. Returns the usable
+    vantages and runs for the unreachable ones. Raises the first ConfigurationError (after
+    closing every connection): an unknown host key, two entries that are one machine, or an
+    unusable vantage stops everything. (1) connect; (2) check the vantages are distinct;
+    (3) open the session, whose first exchange carries the probe and ``prefetch`` (the
+    registries' ``GET /v2/``): nothing runs on any vantage before (2) has passed."""
     started = {vantage.name: time.monotonic() for vantage in inventory.vantages}
     config = load_ssh_config()  # read once for every vantage
 
@@ -125,14 +128,15 @@ def connect_all(
     def probed(vantage: Vantage, connection: SshConnection) -> Connected | VantageRun:
         try:
             progress.step(vantage.name, "probing curl")
-            facts = probe(connection, limits)
+            session = connection.start_session(vantage.curl_args)
+            session.open(prefetch)
         except TransportError as exc:
             connection.close()
             return failed_run(vantage, exc, connection.host_key_fingerprint)
         except BaseException:
             connection.close()
             raise
-        return Connected(vantage=vantage, connection=connection, facts=facts)
+        return Connected(vantage=vantage, port=session)
 
     failed: list[VantageRun] = []
     open_connections: list[tuple[Vantage, SshConnection]] = []
@@ -210,13 +214,29 @@ def verify(
 ) -> Verdict:
     """Verify ``reference`` from every vantage in ``inventory``; return the verdict."""
     sink = progress or SilentProgress()
-    connected, failed = connect_all(inventory, sink, options.limits)
+    connected, failed = connect_all(
+        inventory, sink, options.limits, prefetch_for([reference], options.limits)
+    )
     try:
         runs = verify_connected(reference, connected, options, sink)
     finally:
-        for item in connected:
-            item.connection.close()
+        close_all(connected)
     return decide_runs(reference, inventory, runs, failed)
+
+
+def prefetch_for(references: Sequence[Reference], limits: Limits) -> list[FetchRequest]:
+    """The requests every walk of ``references`` starts with (each registry's ``GET /v2/``),
+    for the sessions' first exchange."""
+    hosts = dict.fromkeys(
+        r.registry_host for r in references if not isinstance(r, ReleaseReference)
+    )
+    return [FetchRequest(ping_request(host), limits.token_bytes, PING) for host in hosts]
+
+
+def close_all(connected: Sequence[Connected]) -> None:
+    """End every session (each vantage's shell then ends what it started)."""
+    for item in connected:
+        item.port.close()
 
 
 def decide_runs(
@@ -273,8 +293,7 @@ def run_on_vantages(
     try:
         return [future.result() for future in futures]
     except KeyboardInterrupt:
-        for item in connected:
-            item.connection.close()
+        close_all(connected)
         runs: list[VantageRun] = []
         for item, future in zip(connected, futures, strict=True):
             try:
@@ -321,9 +340,8 @@ class _Walk:
         self.name = item.vantage.name
         self.options = options
         self.progress = progress
-        curl = Curl(item.connection, item.facts, item.vantage.curl_args, options.limits)
         self.session = RegistrySession(
-            curl, reference, options.limits, item.tokens, options.credentials
+            item.port, reference, options.limits, item.tokens, options.credentials
         )
         self.observations: list[Observation] = []
 
@@ -497,9 +515,9 @@ def _walk(
     return VantageRun(
         name=item.vantage.name,
         host=item.vantage.address,
-        curl_version=item.facts.curl_version,
-        hash_tool=item.facts.hash_tool,
-        host_key_fingerprint=item.connection.host_key_fingerprint,
+        curl_version=item.port.facts.curl_version,
+        hash_tool=item.port.facts.hash_tool,
+        host_key_fingerprint=item.port.host_key_fingerprint,
         observations=tuple(sorted(walk.observations, key=lambda o: o.key)),
         failure=failure,
         duration=time.monotonic() - start,

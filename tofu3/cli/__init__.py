@@ -17,7 +17,13 @@ from rich.console import Console
 
 from tofu3 import __version__
 from tofu3.cli import fetch_cmd, history_cmd, inventory_cmd, lab_cmd, report_cmd, verify_cmd
-from tofu3.cli.common import EXIT_INTERRUPTED, EXIT_USAGE, consoles, print_error
+from tofu3.cli.common import (
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    consoles,
+    print_error,
+    start_logging,
+)
 from tofu3.errors import Tofu3Error
 
 Handler = Callable[[argparse.Namespace, Console, Console], int]
@@ -41,6 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tofu3`` console script."""
     args = build_parser().parse_args(argv)
     out, err = consoles()
+    start_logging(getattr(args, "verbose", False))
     handler: Handler = args.handler
     try:
         return handler(args, out, err)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import sys
 from collections.abc import Sequence
 
 from rich.console import Console
@@ -21,6 +23,29 @@ _SEVERITY_ORDER = (EXIT_REJECTED, EXIT_INCONCLUSIVE, EXIT_USAGE, EXIT_ACCEPTED)
 
 
 MAX_JOBS = 64
+
+
+def add_verbose_argument(parser: argparse.ArgumentParser) -> None:
+    """``-v/--verbose``: the exchange with each vantage, logged on stderr."""
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="log the exchange with each vantage on stderr: each job's kind, size, statuses "
+        "and round-trip time, and anything the vantage printed outside tofu3's frames (rc "
+        "files, banners); never a token or password",
+    )
+
+
+def start_logging(verbose: bool) -> None:
+    """With ``-v``, tofu3's log messages go to stderr."""
+    if not verbose:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("tofu3: %(message)s"))
+    logger = logging.getLogger("tofu3")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
 
 
 def add_jobs_argument(parser: argparse.ArgumentParser) -> None:

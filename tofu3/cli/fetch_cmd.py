@@ -17,7 +17,7 @@ from typing import Any
 from rich.console import Console
 
 from tofu3.cli import credential_args, verify_outputs
-from tofu3.cli.common import add_jobs_argument
+from tofu3.cli.common import add_jobs_argument, add_verbose_argument
 
 
 def register(commands: Any) -> None:
@@ -88,6 +88,7 @@ def register(commands: Any) -> None:
     verify_outputs.add_arguments(fetch)
     credential_args.add_arguments(fetch)
     add_jobs_argument(fetch)
+    add_verbose_argument(fetch)
 
 
 def run(args: argparse.Namespace, out: Console, err: Console) -> int:

@@ -28,6 +28,7 @@ from tofu3.cli.common import (
     EXIT_ACCEPTED,
     EXIT_INCONCLUSIVE,
     EXIT_USAGE,
+    add_verbose_argument,
     print_error,
     worst_exit,
 )
@@ -65,6 +66,7 @@ def register(commands: Any) -> None:
     )
     check.set_defaults(handler=run_check)
     check.add_argument("-i", "--inventory", help=inventory_help)
+    add_verbose_argument(check)
     check.add_argument(
         "--registry",
         default=DEFAULT_REGISTRY,

@@ -17,6 +17,7 @@ from tofu3.cli.common import (
     EXIT_REJECTED,
     EXIT_USAGE,
     add_jobs_argument,
+    add_verbose_argument,
     check_jobs,
     print_error,
     worst_exit,
@@ -33,8 +34,10 @@ from tofu3.verdict import Verdict
 from tofu3.verify import (
     Options,
     VerificationInterrupted,
+    close_all,
     connect_all,
     decide_runs,
+    prefetch_for,
 )
 
 
@@ -91,6 +94,7 @@ def register(commands: Any) -> None:
     verify_outputs.add_arguments(verify)
     credential_args.add_arguments(verify)
     add_jobs_argument(verify)
+    add_verbose_argument(verify)
     verify.add_argument(
         "--connect-timeout",
         type=positive_seconds,
@@ -133,7 +137,9 @@ def verify_all(
     verdicts: list[Verdict] = []
     codes: list[int] = []
     with LiveProgress(err) as progress:
-        connected, unreachable = connect_all(inventory, progress, options.limits)
+        connected, unreachable = connect_all(
+            inventory, progress, options.limits, prefetch_for(references, options.limits)
+        )
         try:
             for reference in references:
                 try:
@@ -150,8 +156,7 @@ def verify_all(
                     print_error(err, exc.diagnostics())
                     codes.append(EXIT_USAGE)
         finally:
-            for item in connected:
-                item.connection.close()
+            close_all(connected)
     return verdicts, codes, False
 
 

@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -123,7 +124,13 @@ def free_port(address: str) -> int:
 
 
 def _sshd_config(
-    directory: Path, listen: str, user: str, path_prefix: Path | None, *, forwarding: bool = False
+    directory: Path,
+    listen: str,
+    user: str,
+    path_prefix: Path | None,
+    *,
+    forwarding: bool = False,
+    extra_config: Sequence[str] = (),
 ) -> str:
     # Nothing is inherited from /etc/ssh/sshd_config: sshd reads only the file given with -f.
     lines = [
@@ -148,13 +155,12 @@ def _sshd_config(
         "PermitTunnel no",
         "PrintMotd no",
     ]
-    # SHLVL=1 makes bash skip ~/.bashrc for the commands sshd runs, as a vantage user with a
-    # plain shell would: a developer's rc file (pyenv init, say) costs seconds per command.
-    environment = ["SHLVL=1"]
+    # The login shell runs its rc files for every session, as on a real vantage: nothing is
+    # set here that would let the lab skip them.
     if path_prefix is not None:
         # Tests put wrappers in front of the vantage's tools (a logging or an old curl).
-        environment.append(f"PATH={path_prefix}:/usr/local/bin:/usr/bin:/bin")
-    lines.append("SetEnv " + " ".join(environment))
+        lines.append(f"SetEnv PATH={path_prefix}:/usr/local/bin:/usr/bin:/bin")
+    lines += extra_config
     return "\n".join(lines) + "\n"
 
 
@@ -168,6 +174,9 @@ def start_vantage(
     netns: str | None = None,
     path_prefix: Path | None = None,
     allow_forwarding: bool = False,
+    user: str | None = None,
+    extra_config: Sequence[str] = (),
+    command_prefix: Sequence[str] = (),
 ) -> SshdVantage:
     """Start an sshd vantage listening on ``address:port`` and wait until it answers.
 
@@ -176,6 +185,10 @@ def start_vantage(
     the daemon runs inside that network namespace (root only; see :mod:`tofu3.lab.netns`).
     With ``path_prefix`` the sessions' PATH starts with that directory (a test hook). With
     ``allow_forwarding`` it lets the client open direct-tcpip channels: a jump host (a test hook).
+    Test hooks for vantages built like real ones (a root sshd only): ``user`` is the one user let
+    in instead of the current one, ``extra_config`` are sshd_config lines appended as they are
+    (``MaxSessions 1``), and ``command_prefix`` is a command the daemon is started under, which
+    must end by exec'ing the words that follow it (``unshare --mount ...``).
     """
     # Everything below lands in sshd_config or authorized_keys, one setting per line.
     try:
@@ -186,6 +199,10 @@ def start_vantage(
         raise LabError(f"vantage {name}: not a TCP port: {port}")
     if not client_public_key.strip() or "\n" in client_public_key.strip():
         raise LabError(f"vantage {name}: the client public key must be one line")
+    if user is not None and (not user or len(user.split()) != 1 or user != user.strip()):
+        raise LabError(f"vantage {name}: not a user name: {user!r}")
+    if any("\n" in line for line in extra_config):
+        raise LabError(f"vantage {name}: extra sshd_config lines must be one line each")
     address = str(ip)  # canonical, as sshd will log it
     listen = f"[{address}]:{port}" if ip.version == 6 else f"{address}:{port}"
 
@@ -200,14 +217,21 @@ def start_vantage(
     )
     config = directory / "sshd_config"
     config.write_text(
-        _sshd_config(directory, listen, current_user(), path_prefix, forwarding=allow_forwarding),
+        _sshd_config(
+            directory,
+            listen,
+            user or current_user(),
+            path_prefix,
+            forwarding=allow_forwarding,
+            extra_config=extra_config,
+        ),
         encoding="utf-8",
     )
     if os.geteuid() == 0:
         # A root sshd refuses to start without its privilege-separation directory.
         PRIVSEP_DIR.mkdir(mode=0o755, exist_ok=True)
 
-    command = [str(SSHD), "-D", "-e", "-f", str(config)]
+    command = [*command_prefix, str(SSHD), "-D", "-e", "-f", str(config)]
     if netns is not None:
         command = [*exec_prefix(netns), *command]
     log_path = directory / "sshd.log"

@@ -18,7 +18,7 @@ from tofu3.errors import (
 from tofu3.observation import ArtifactKind, Expected, Failure, Observation, VantageRun
 from tofu3.reference import Reference
 from tofu3.release.url import ReleaseReference
-from tofu3.remote.curl import Curl, Request
+from tofu3.remote.port import BlobRequest, Request, VantagePort
 from tofu3.verify import (
     Connected,
     Options,
@@ -58,36 +58,42 @@ def _download(
 ) -> VantageRun:
     name = item.vantage.name
     start = time.monotonic()
-    curl = Curl(item.connection, item.facts, item.vantage.curl_args, options.limits)
     observations: tuple[Observation, ...] = ()
     failure: Failure | None = None
     progress.step(name, "downloading")
     try:
-        observations = (_observe(reference, curl, name, progress),)
+        observations = (_observe(reference, item.port, name, progress),)
     except Tofu3Error as exc:
         failure = failure_of(exc)
     progress.finished(name, failure is None, "done" if failure is None else failure.message)
     return VantageRun(
         name=name,
         host=item.vantage.address,
-        curl_version=item.facts.curl_version,
-        hash_tool=item.facts.hash_tool,
-        host_key_fingerprint=item.connection.host_key_fingerprint,
+        curl_version=item.port.facts.curl_version,
+        hash_tool=item.port.facts.hash_tool,
+        host_key_fingerprint=item.port.host_key_fingerprint,
         observations=observations,
         failure=failure,
         duration=time.monotonic() - start,
     )
 
 
-def _observe(reference: ReleaseReference, curl: Curl, name: str, progress: Progress) -> Observation:
+def _observe(
+    reference: ReleaseReference, port: VantagePort, name: str, progress: Progress
+) -> Observation:
     def on_progress(seen: int) -> None:
         progress.transfer(name, "file", seen, None)
 
     algorithm = algorithm_of(reference.digest) if reference.digest else "sha256"
-    download = curl.download_digest(
-        Request(reference.url, follow_redirects=True),
-        algorithm=algorithm,
-        what=f"file {reference.url_path}",
+    (download,) = port.download(
+        [
+            BlobRequest(
+                Request(reference.url, follow_redirects=True),
+                algorithm=algorithm,
+                what=f"file {reference.url_path}",
+            )
+        ],
+        jobs=1,
         on_progress=on_progress,
     )
     connection = download.connection

@@ -1,41 +1,28 @@
-"""One level of the tree in one SSH command: every manifest of an index, or every blob of a
-walk, goes to ONE curl on the vantage, in curl's parallel mode (at most ``jobs`` transfers at
-once, connections reused), instead of one SSH command (and one TLS handshake) per request.
+"""One level of the tree for ONE curl on the vantage: every manifest of an index, or every
+blob of a walk, in curl's parallel mode (at most ``jobs`` transfers at once, connections
+reused), instead of one curl (and one TLS handshake) per request.
 
-As for single requests (curl.py), the whole curl config, secrets included, arrives on stdin
-only, and the watchdog ends everything when the coordinator goes away. Each transfer is one
-``next`` group of the config with its own write-out, tagged with its index.
-
-- Manifests (batch_manifests.py): each body goes to a file in a private directory on the
-  vantage (mode 700, a random name, removed when the command ends), and comes back framed by
-  its length.
-- Blobs (batch_blobs.py): each body goes through a FIFO in that directory into its own hasher:
-  never to disk, never to the coordinator. Only the digests come back. curl's parallel
-  progress meter (one line for all transfers) is how the coordinator sees bytes move.
-
-This module has what both share: the config, the private directory, the reading of curl's
-stderr (write-outs and meter) and the report of a transfer curl gave no account of.
+The whole config, secrets included, reaches curl on stdin only. Each transfer is one ``next``
+group with its own write-out, tagged with its index, and its own output file (or FIFO) in the
+session's working directory. This module renders that config and reads curl's reports: the
+write-outs (which come back framed, session.py) and the parallel progress meter on stderr.
 """
 
 from __future__ import annotations
 
 import re
-import secrets
-import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from tofu3.errors import ConfigurationError, TransportError
 from tofu3.limits import Limits
 from tofu3.remote.curl import (
-    Connection,
-    Request,
-    curl_exit_status,
     facts_from,
     meter_size,
     quote,
     render_config,
 )
+from tofu3.remote.port import Connection, Request
 
 # At the start of a line only: a response header may carry any text, but curl's header_json
 # escapes newlines, so a marker a server wrote can never start a line.
@@ -44,8 +31,6 @@ _WO_RE = re.compile(r"^TOFU3-WO-(\d+) ", re.MULTILINE)
 _PARALLEL_METER_RE = re.compile(
     r"^\s*(?:\d{1,3}|--)\s+(?:\d{1,3}|--)\s+([\d.]+)([kMGTP]?)\s+[\d.]+[kMGTP]?\s+\d+\s+\d+\s"
 )
-EXIT_NO_DIRECTORY = 96
-"""The level's command could not make its private directory or a FIFO in it."""
 FACTS_BYTES_PER_TRANSFER = 64 * 1024
 """Room in the kept stderr for each transfer's write-out (its facts and response headers)."""
 
@@ -56,14 +41,6 @@ def parallel_meter_bytes(update: str) -> int | None:
     if match is None:
         return None
     return meter_size(match.group(1), match.group(2))
-
-
-def private_directory() -> str:
-    """A fresh directory name on the vantage. Not a predictable temp-file name: 128 random
-    bits, and ``mkdir -m 700`` fails on one that already exists (or a symlink), so nobody
-    else on the vantage can have prepared it. Absolute, because curl's config names each
-    output file before the command runs; every Linux vantage has /tmp."""
-    return f"/tmp/tofu3-{secrets.token_hex(16)}"  # noqa: S108
 
 
 _SHORT_OPTIONS = {"-4": "ipv4", "-6": "ipv6", "-x": "proxy", "-A": "user-agent"}
@@ -98,10 +75,11 @@ def batch_config(
     jobs: int,
     blob: bool,
     cap: int,
-    directory: str,
+    prefix: str,
 ) -> str:
     """The curl config for one level: parallel mode, then one ``next`` group per request,
-    each writing its body to ``directory``/INDEX and its facts to stderr tagged INDEX.
+    each writing its body to ``PREFIX INDEX`` (relative to the session's working directory)
+    and its write-out, tagged INDEX, to curl's stdout.
 
     ``parallel-immediate``: up to ``jobs`` connections at once, as ``--jobs`` promises, rather
     than every transfer multiplexed on one HTTP/2 connection (one TCP connection's window is
@@ -117,23 +95,10 @@ def batch_config(
             tag=index,
         )
         + extra
-        + f'output = "{directory}/{index}"\n'
+        + f'output = "{prefix}{index}"\n'
         for index, request in enumerate(requests)
     ]
     return f"parallel\nparallel-immediate\nparallel-max = {jobs}\n" + "next\n".join(groups)
-
-
-def setup_command(directory: str) -> str:
-    # The directory goes away when the command ends, however it ends (the watchdog's TERM
-    # included).
-    return (
-        f'd={shlex.quote(directory)}; mkdir -m 700 "$d" || exit {EXIT_NO_DIRECTORY}; '
-        "trap 'rm -rf \"$d\"' EXIT; trap 'exit 143' HUP INT TERM PIPE; "
-    )
-
-
-# The vantage's curl_args are in each group of the config (config_lines), not here.
-CURL_COMMAND = "printf '%s' \"$cfg\" | curl -q -K -; rc=$?; "
 
 
 @dataclass(frozen=True)
@@ -144,8 +109,8 @@ class TransferFacts:
 
 
 class StderrSplitter:
-    """Keeps curl's write-outs from stderr and turns meter updates into progress: a long
-    download prints a meter line twice a second, which must not push the facts out."""
+    """Turns curl's parallel meter on stderr into progress, and keeps (capped) the other
+    lines: curl's own error lines, and whatever an rc file prints, which is only noise."""
 
     def __init__(self, cap: int, on_progress: Callable[[int], None] | None) -> None:
         self.kept = bytearray()
@@ -192,26 +157,3 @@ def facts_by_index(text: str, count: int, vantage: str) -> dict[int, TransferFac
             raise TransportError(f"vantage {vantage!r}: curl's report of a transfer is garbled")
         found[index] = TransferFacts(connection, exit_code, message)
     return found
-
-
-def missing_report(
-    vantage: str, what: str, exit_status: int, stdout: bytes, stderr: str
-) -> TransportError:
-    """The error for a transfer curl gave no account of."""
-    if exit_status == EXIT_NO_DIRECTORY:
-        return TransportError(
-            f"vantage {vantage!r}: {what}: could not make a private directory (or a FIFO in "
-            "it) in /tmp on the vantage for this level's downloads: is /tmp writable there?"
-        )
-    curl_exit = curl_exit_status(stdout)
-    status = f"exit status {exit_status}" if curl_exit is None else f"curl exit status {curl_exit}"
-    # Only curl's own error lines: the rest of stderr holds response headers.
-    errors = [
-        line[line.find("curl: (") :].strip()
-        for line in stderr.replace("\r", "\n").splitlines()
-        if "curl: (" in line
-    ]
-    detail = errors[-1][:300] if errors else "no error message"
-    return TransportError(
-        f"vantage {vantage!r}: {what}: curl reported nothing ({status}): {detail}"
-    )

@@ -1,5 +1,5 @@
-"""The SSH half of the seam: one paramiko connection per vantage, commands with stdin,
-bounded output and deadlines.
+"""The SSH half of the seam: one paramiko connection per vantage, strict host-key checking,
+and the one session (session.py) that runs on it.
 
 Everything paramiko or a socket can raise becomes a tofu3 error here; nothing above this
 module imports paramiko.
@@ -9,20 +9,14 @@ from __future__ import annotations
 
 import base64
 import ipaddress
-import select
 import socket
-import threading
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import paramiko
 
 from tofu3.errors import (
     ConfigurationError,
     HostKeyError,
-    RemoteTimeout,
-    TransportError,
     VantageUnreachable,
 )
 from tofu3.inventory import Vantage
@@ -34,21 +28,10 @@ from tofu3.remote.known_hosts import (
     key_line,
     known_host_keys,
 )
+from tofu3.remote.session import VantageSession
+from tofu3.remote.session_script import COMMAND
 from tofu3.remote.ssh_config import SshTarget, load_ssh_config, resolve_vantage
-
-_READ_CHUNK = 65536
-# Seconds to let paramiko notice that a connection died, when a command ended without status.
-_LOST_CONNECTION_GRACE = 1.0
-
-
-@dataclass(frozen=True)
-class CommandResult:
-    """What one remote command produced."""
-
-    exit_status: int
-    stdout: bytes
-    stderr: bytes
-    stdout_truncated: bool = False
+from tofu3.remote.stream import ChannelStream
 
 
 class SshConnection:
@@ -130,140 +113,23 @@ class SshConnection:
             raise _unreachable(vantage, exc) from None
         return cls(vantage, client, limits)
 
-    def run(
-        self,
-        command: str,
-        stdin: bytes = b"",
-        *,
-        timeout: float,
-        stdout_cap: int,
-        on_stderr: Callable[[bytes], None] | None = None,
-        close_stdin: bool = True,
-        idle_timeout: float | None = None,
-    ) -> CommandResult:
-        """Run ``command`` (a POSIX sh command line with nothing secret in it) with ``stdin``.
-
-        stdout and stderr are drained together so neither can block the other; stdout is
-        capped (reading stops and the channel closes past ``stdout_cap``), stderr is capped
-        too. Raises RemoteTimeout past ``timeout`` seconds, when the vantage does not start
-        the command within the SSH connect timeout, or (with ``idle_timeout``) when nothing
-        at all comes back for that long; TransportError if the connection fails or is lost.
-        With ``close_stdin`` false, stdin stays open until the command ends and the channel
-        closes: the remote side uses that to notice when the coordinator is gone.
-        """
-        deadline = time.monotonic() + timeout
-        try:
-            transport = self._client.get_transport()
-            if transport is None or not transport.is_active():
-                raise VantageUnreachable(f"vantage {self.vantage.name!r}: connection lost")
-            channel = transport.open_session(timeout=self._limits.ssh_connect_timeout)
-        except (paramiko.SSHException, OSError, EOFError) as exc:
-            raise VantageUnreachable(
-                f"vantage {self.vantage.name!r}: cannot open a session: {exc}"
-            ) from None
-        # paramiko waits for the answer to an exec request without a timeout: a vantage that
-        # froze after opening the session would hold this thread for ever. Closing the
-        # channel from a timer ends that wait.
-        stalled = threading.Event()
-
-        def give_up() -> None:
-            stalled.set()
-            channel.close()
-
-        guard = threading.Timer(self._limits.ssh_connect_timeout, give_up)
-        guard.daemon = True
-        try:
-            guard.start()
-            try:
-                channel.exec_command(command)
-                if stdin:
-                    channel.sendall(stdin)
-            finally:
-                guard.cancel()
-            if close_stdin:
-                channel.shutdown_write()
-            result = self._drain(
-                channel, deadline, timeout, stdout_cap, on_stderr, idle_timeout=idle_timeout
-            )
-        except (paramiko.SSHException, OSError, EOFError) as exc:
-            if stalled.is_set():
-                raise RemoteTimeout(
-                    f"vantage {self.vantage.name!r}: did not start a command within "
-                    f"{self._limits.ssh_connect_timeout:.0f} s"
-                ) from None
-            raise TransportError(
-                f"vantage {self.vantage.name!r}: connection failed during a command: {exc}"
-            ) from None
-        finally:
-            channel.close()
-        if result.exit_status == -1 and not result.stdout_truncated:
-            # No exit status: the command did not end normally. If the connection went away
-            # (the vantage was killed, rebooted or cut off), say so rather than "no output";
-            # paramiko closes the channels a moment before it marks the transport inactive.
-            transport.join(_LOST_CONNECTION_GRACE)
-            if not transport.is_active():
-                raise TransportError(
-                    f"vantage {self.vantage.name!r}: the SSH connection was lost during a command"
-                )
-        return result
-
-    def _drain(
-        self,
-        channel: paramiko.Channel,
-        deadline: float,
-        timeout: float,
-        stdout_cap: int,
-        on_stderr: Callable[[bytes], None] | None,
-        *,
-        idle_timeout: float | None,
-    ) -> CommandResult:
-        stdout = bytearray()
-        stderr = bytearray()
-        stderr_cap = self._limits.stderr_bytes
-        last_heard = time.monotonic()
-        while True:
-            now = time.monotonic()
-            remaining = deadline - now
-            if remaining <= 0:
-                raise RemoteTimeout(
-                    f"vantage {self.vantage.name!r}: command did not finish within {timeout:.0f} s"
-                )
-            if idle_timeout is not None and now - last_heard > idle_timeout:
-                raise RemoteTimeout(
-                    f"vantage {self.vantage.name!r}: nothing came back for {idle_timeout:.0f} s "
-                    "(the vantage froze, or the connection to it is gone)"
-                )
-            readable, _, _ = select.select([channel], [], [], min(remaining, 1.0))
-            progressed = False
-            while channel.recv_ready():
-                chunk = channel.recv(_READ_CHUNK)
-                if not chunk:
-                    break
-                progressed = True
-                stdout += chunk
-                if len(stdout) > stdout_cap:
-                    return CommandResult(-1, bytes(stdout[: stdout_cap + 1]), bytes(stderr), True)
-            while channel.recv_stderr_ready():
-                chunk = channel.recv_stderr(_READ_CHUNK)
-                if not chunk:
-                    break
-                progressed = True
-                if len(stderr) < stderr_cap:
-                    stderr += chunk[: stderr_cap - len(stderr)]
-                if on_stderr is not None:
-                    on_stderr(chunk)
-            if progressed:
-                last_heard = time.monotonic()
-            if (
-                not progressed
-                and channel.exit_status_ready()
-                and not channel.recv_ready()
-                and not channel.recv_stderr_ready()
-                and (channel.eof_received or channel.closed)
-            ):
-                return CommandResult(channel.recv_exit_status(), bytes(stdout), bytes(stderr))
-            if not readable and channel.closed and not progressed:
-                return CommandResult(channel.recv_exit_status(), bytes(stdout), bytes(stderr))
+    def start_session(self, curl_args: Sequence[str] = ()) -> VantageSession:
+        """Open this connection's one session (``exec sh -s``); closing the session closes
+        the connection. Raises VantageUnreachable, RemoteTimeout, TransportError."""
+        transport = self._client.get_transport()
+        if transport is None or not transport.is_active():
+            raise VantageUnreachable(f"vantage {self.vantage.name!r}: connection lost")
+        stream = ChannelStream.start(
+            transport, COMMAND, self.vantage.name, self._limits.ssh_connect_timeout
+        )
+        return VantageSession(
+            stream,
+            self.vantage.name,
+            curl_args=curl_args,
+            limits=self._limits,
+            host_key_fingerprint=self.host_key_fingerprint,
+            on_close=self.close,
+        )
 
     def close(self) -> None:
         """Close the connection (and with it every channel still open)."""
