@@ -9,6 +9,11 @@ into ``sha256sum`` on the vantage (and, for comparison, into ``openssl dgst -sha
 script is given the digests (a human with jq would read them from the manifest), and fetches
 and hashes the manifests as well. The bench checks every printed hash, so a baseline that
 downloaded the wrong bytes fails instead of looking fast.
+
+The session runs as any ``ssh`` command does: sshd starts the vantage user's login shell,
+rc files and all. In the far case the vantage's host and port are its forwarder's
+(bench/links.py), so ssh gets ``-p FORWARDER_PORT``, and the known_hosts file holds the same
+pinned key under that ``[address]:port``: the host key is checked as strictly.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Inventory: YAML text -> Inventory of Vantages (pure, strict).
 
-The format is a contract (DESIGN.md section 4). Loading is strict because every value here
+The format is a contract, extended only additively. Loading is strict because every value here
 ends up in an SSH connection or a remote command: unknown keys and duplicate keys are errors
 naming the key and the line, and values that could smuggle shell syntax are refused.
 """

@@ -15,9 +15,11 @@ what the odd vantage's user still runs afterwards is listed (a test fails on it)
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import subprocess
@@ -35,13 +37,14 @@ import yaml
 from tests.integration.conftest import WGET, CliResult
 from tests.integration.dropbear import authorize, start_dropbear
 from tofu3.lab.manager import LabState, lab_tamper
-from tofu3.lab.sshd import end_process, ensure_client_key, free_port, start_vantage
+from tofu3.lab.sshd import ensure_client_key, free_port, start_vantage
 
 ODD = "sgp"
 """The lab vantage that each test replaces with a vantage of another kind."""
 
-MARKER = "tofu3 real-vantage test user"
-"""The GECOS field of every user made here: how a leftover of an earlier run is recognised."""
+MARKER = "tofu3 real-vantage test user, pid "
+"""The GECOS field of every user made here starts so and ends with the test process's pid:
+how a leftover of a run that could not clean up is recognised (its pid is gone)."""
 
 NOISE = "tofu3-rc-noise"
 """In every line the noisy rc files print."""
@@ -55,8 +58,25 @@ LINGER_SECONDS = 5.0
 VERIFY_TIMEOUT = 60.0
 """Seconds a ``tofu3 verify`` may take here before the test fails."""
 
-BUSYBOX = Path("/usr/bin/busybox")
+BASE_PARENT = Path("/var/tmp")
+BASE_PREFIX = "tofu3-real-vantages-"
+"""A test session's users' homes, the busybox PATH and the odd vantages' files are in
+BASE_PARENT/BASE_PREFIX<pid>-<random>: not pytest's tmp_path, which is private to root."""
+
+BUSYBOX = Path("/bin/busybox")
 CURL = Path("/usr/bin/curl")
+REQUIRED = {
+    "/usr/bin/zsh": "zsh",
+    "/usr/bin/fish": "fish",
+    "/usr/bin/tcsh": "tcsh",
+    str(BUSYBOX): "busybox",
+    "/usr/sbin/dropbear": "dropbear-bin",
+    "/usr/bin/dropbearkey": "dropbear-bin",
+    "/usr/bin/ssh": "openssh-client",
+    "/usr/bin/unshare": "util-linux",
+    "/usr/sbin/useradd": "passwd",
+}
+"""What these tests run, and the Debian package each comes in."""
 READONLY_TMP_PREFIX = (
     "unshare",
     "--mount",
@@ -86,18 +106,20 @@ class Kind(str, enum.Enum):
     MAX_SESSIONS_1 = "max-sessions-1"
 
 
-# Kind: (user name, login shell; None for the busybox ash made in the set-up).
+# Kind: (the end of its user's name, login shell; None for the busybox ash made in the set-up).
+# The names start with t3rv and 4 hex digits of the test session's own, so that test sessions
+# running side by side (a developer's and CI's) have users of their own.
 _USERS: dict[Kind, tuple[str, str | None]] = {
-    Kind.BASH: ("t3rv-bash", "/bin/bash"),
-    Kind.ZSH: ("t3rv-zsh", "/usr/bin/zsh"),
-    Kind.FISH: ("t3rv-fish", "/usr/bin/fish"),
-    Kind.TCSH: ("t3rv-tcsh", "/usr/bin/tcsh"),
-    Kind.BUSYBOX: ("t3rv-ash", None),
-    Kind.NOISY_BASH: ("t3rv-nbash", "/bin/bash"),
-    Kind.NOISY_ZSH: ("t3rv-nzsh", "/usr/bin/zsh"),
-    Kind.READONLY_TMP: ("t3rv-rotmp", "/bin/bash"),
-    Kind.DROPBEAR: ("t3rv-drop", "/bin/bash"),
-    Kind.MAX_SESSIONS_1: ("t3rv-maxs", "/bin/bash"),
+    Kind.BASH: ("bash", "/bin/bash"),
+    Kind.ZSH: ("zsh", "/usr/bin/zsh"),
+    Kind.FISH: ("fish", "/usr/bin/fish"),
+    Kind.TCSH: ("tcsh", "/usr/bin/tcsh"),
+    Kind.BUSYBOX: ("ash", None),
+    Kind.NOISY_BASH: ("nbash", "/bin/bash"),
+    Kind.NOISY_ZSH: ("nzsh", "/usr/bin/zsh"),
+    Kind.READONLY_TMP: ("rotmp", "/bin/bash"),
+    Kind.DROPBEAR: ("drop", "/bin/bash"),
+    Kind.MAX_SESSIONS_1: ("maxs", "/bin/bash"),
 }
 
 _BASH_NOISE = f"""echo "Welcome to $(hostname) ({{file}}) {NOISE}"
@@ -154,7 +176,8 @@ class UserProcess:
     cmdline: str
 
     def __str__(self) -> str:
-        return f"pid {self.pid} (ppid {self.ppid}) {self.comm}: {self.cmdline}"
+        command = self.cmdline if len(self.cmdline) <= 160 else self.cmdline[:157] + "..."
+        return f"pid {self.pid} (ppid {self.ppid}) {self.comm}: {command}"
 
 
 class Daemon(Protocol):
@@ -252,10 +275,8 @@ def end_processes(processes: Sequence[UserProcess]) -> None:
     """SIGKILL each process that is still the one listed (its start time unchanged)."""
     for process in processes:
         if _start_ticks(process.pid) == process.start_ticks:
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(process.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
     deadline = time.monotonic() + 5.0
     while time.monotonic() < deadline and any(
         _start_ticks(p.pid) == p.start_ticks and _proc_status(p.pid).get("State", "Z")[:1] != "Z"
@@ -303,7 +324,8 @@ def _remove_user(name: str) -> None:
 def _make_busybox_bin(directory: Path) -> Path:
     """A directory of symlinks to busybox, one per applet, and curl: a PATH as on Alpine with
     curl installed, without bash, coreutils or openssl."""
-    directory.mkdir(mode=0o755)
+    directory.mkdir()
+    directory.chmod(0o755)
     applets = subprocess.run(
         [str(BUSYBOX), "--list"], capture_output=True, text=True, check=True
     ).stdout.split()
@@ -316,16 +338,20 @@ def _make_busybox_bin(directory: Path) -> Path:
     return directory
 
 
-def _make_user(kind: Kind, base: Path, busybox_bin: Path) -> VantageUser:
-    name, shell = _USERS[kind]
+def _make_user(kind: Kind, prefix: str, base: Path, busybox_bin: Path) -> VantageUser:
+    short, shell = _USERS[kind]
+    name = f"{prefix}-{short}"
     shell = shell or str(busybox_bin / "ash")
-    _remove_existing(name)
     home = base / "home" / name
     # "*": no password, yet not a locked account (which a non-PAM sshd refuses to log in).
     _run_root("useradd", "--no-create-home", "--home-dir", str(home), "--shell", shell,
-              "--password", "*", "--comment", MARKER, "--user-group", name)  # fmt: skip
+              "--password", "*", "--comment", f"{MARKER}{os.getpid()}",
+              "--user-group", name)  # fmt: skip
     entry = pwd.getpwnam(name)
-    home.mkdir(mode=0o755, parents=True)
+    home.parent.mkdir(exist_ok=True)
+    home.parent.chmod(0o755)  # whatever the umask: every user must reach their home
+    home.mkdir()
+    home.chmod(0o755)
     for rc_name, text in _RC_FILES.get(kind, {}).items():
         (home / rc_name).write_text(text, encoding="utf-8")
         os.chown(home / rc_name, entry.pw_uid, entry.pw_gid)
@@ -333,14 +359,16 @@ def _make_user(kind: Kind, base: Path, busybox_bin: Path) -> VantageUser:
     return VantageUser(kind, name, entry.pw_uid, entry.pw_gid, home, shell)
 
 
-def _remove_existing(name: str) -> None:
-    try:
-        entry = pwd.getpwnam(name)
-    except KeyError:
-        return
-    if entry.pw_gecos != MARKER:
-        raise RuntimeError(f"user {name} exists and is not a leftover of these tests")
-    _remove_user(name)
+def _remove_leftovers() -> None:
+    """Users and base directories of a test session that has gone without removing them."""
+    for entry in pwd.getpwall():
+        owner = entry.pw_gecos.removeprefix(MARKER)
+        if owner != entry.pw_gecos and owner.isdigit() and not Path(f"/proc/{owner}").exists():
+            _remove_user(entry.pw_name)
+    for directory in BASE_PARENT.glob(f"{BASE_PREFIX}*-*"):
+        owner = directory.name.removeprefix(BASE_PREFIX).split("-")[0]
+        if owner.isdigit() and not Path(f"/proc/{owner}").exists():
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -349,19 +377,22 @@ def real_vantage_setup() -> Iterator[RealVantageSetup]:
     anything they still run), in a base directory under /var/tmp that they can all reach."""
     if os.geteuid() != 0:
         pytest.fail("vantages built like real ones need root (system users, a root sshd)")
-    # Not pytest's tmp_path: that is private to root, and the users must reach their homes,
-    # the lab CA and (busybox) their PATH.
-    base = Path(tempfile.mkdtemp(prefix="tofu3-real-vantages-", dir="/var/tmp"))
+    missing = sorted({package for path, package in REQUIRED.items() if not Path(path).exists()})
+    if missing:
+        pytest.fail(f"not installed: {' '.join(missing)} (apt-get install {' '.join(missing)})")
+    _remove_leftovers()
+    base = Path(tempfile.mkdtemp(prefix=f"{BASE_PREFIX}{os.getpid()}-", dir=BASE_PARENT))
     base.chmod(0o755)
+    prefix = "t3rv" + secrets.token_hex(2)
     users: dict[Kind, VantageUser] = {}
     try:
         busybox_bin = _make_busybox_bin(base / "busybox-bin")
         for kind in Kind:
-            users[kind] = _make_user(kind, base, busybox_bin)
+            users[kind] = _make_user(kind, prefix, base, busybox_bin)
         yield RealVantageSetup(base=base, busybox_bin=busybox_bin, users=users)
     finally:
         for kind in Kind:
-            _remove_user(_USERS[kind][0])
+            _remove_user(f"{prefix}-{_USERS[kind][0]}")
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -503,7 +534,9 @@ def start_odd_vantage(
         ca_copy = directory / "ca.pem"
         shutil.copyfile(lab.ca_cert, ca_copy)
         ca_copy.chmod(0o644)
-        inventory = _odd_inventory(lab, directory, user, address, port, daemon, ca_copy)
+        inventory = _odd_inventory(
+            lab, directory, user, address=address, port=port, daemon=daemon, ca_copy=ca_copy
+        )
         known_hosts = directory / "known_hosts"
         known_hosts.write_text(f"[{address}]:{port} {daemon.host_public_key}\n")
         odd = OddVantage(
@@ -539,6 +572,7 @@ def _odd_inventory(
     lab: LabState,
     directory: Path,
     user: VantageUser,
+    *,
     address: str,
     port: int,
     daemon: Daemon,

@@ -118,7 +118,8 @@ def test_quick_bench_prints_every_measurement_and_figure_and_leaves_nothing_runn
     )
     assert result.returncode == 0, f"the bench failed:\n{result.stderr[-4000:]}"
     lines = result.stdout.splitlines()
-    for prefix in ("machine:", "kernel:", "curl:", "openssh:", "ssh:", "start:"):
+    prefixes = ("machine:", "kernel:", "curl:", "openssh:", "far:", "turns:", "ssh:", "ssh far:")
+    for prefix in (*prefixes, "start:"):
         assert any(line.startswith(prefix) for line in lines), f"no {prefix!r} line"
     for label in report.MEASUREMENTS:
         row = re.compile(re.escape(label) + r"\s+2\s+[\d.]+ (s|MiB)\s+[\d.]+ \1\s+[\d.]+ \1$")

@@ -24,12 +24,12 @@ from tofu3.cli.verify_cmd import verify_all
 from tofu3.errors import ConfigurationError, IntegrityError, InvalidUrl, TransportError
 from tofu3.fetch.agreed import Agreed, from_entry, from_verdict, parse_max_age, recent_acceptance
 from tofu3.fetch.fetcher import Fetched, check_output, fetch_agreed
-from tofu3.fetch.http import HttpOptions, parse_connect_to
 from tofu3.inventory import Inventory, find_inventory, load_inventory
 from tofu3.ledger.store import Ledger
 from tofu3.oci.platform import parse_platform_filter
 from tofu3.reference import Reference
 from tofu3.release.url import ReleaseReference, is_url, parse_target
+from tofu3.remote.https import HttpOptions, parse_connect_to
 from tofu3.report.terminal import print_verdict
 from tofu3.verdict import VerdictKind
 from tofu3.verify import Options
@@ -50,7 +50,7 @@ def _target(args: argparse.Namespace) -> tuple[Reference, HttpOptions, Options, 
     max_age = parse_max_age(args.max_age) if args.max_age is not None else None
     check_output(args.output)
     credentials = credential_args.credentials_from_args(args, [reference])
-    http = HttpOptions(cacert=args.cacert, connect_to=connect_to, credentials=credentials)
+    http = HttpOptions(cacert=args.cacert, connect_to=connect_to)
     options = Options(platforms=platforms, jobs=args.jobs, credentials=credentials)
     return reference, http, options, max_age
 
@@ -130,7 +130,14 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> int:
             return fresh
         agreed = fresh
     try:
-        fetched = fetch_agreed(agreed, args.output, platforms=options.platforms, http=http)
+        fetched = fetch_agreed(
+            agreed,
+            args.output,
+            platforms=options.platforms,
+            http=http,
+            credentials=options.credentials,
+            jobs=options.jobs,
+        )
     except IntegrityError as exc:
         print_error(err, f"not kept: {reference.original}: {exc.diagnostics()}")
         return EXIT_REJECTED

@@ -262,7 +262,7 @@ def write_inventory(
     curl_args_extra: Mapping[str, Sequence[str]] | None = None,
     connect_overrides: Mapping[str, tuple[str, int]] | None = None,
 ) -> Path:
-    """Write an inventory (DESIGN.md section 4) for the lab's vantages to ``path``.
+    """Write an inventory for the lab's vantages to ``path``.
 
     ``curl_args_extra`` maps a vantage name to curl options appended to that vantage's own.
     ``connect_overrides`` maps "host" (port 443) or "host:port" to the (address, port) curl

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -114,6 +115,20 @@ class Entry:
     id: int | None = None
 
 
+def _set_wal(db: sqlite3.Connection) -> None:
+    """Switch to WAL. SQLite can answer "database is locked" here at once, without its busy
+    handler, while another process is creating or recovering the same file: retried."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 class Ledger:
     """An open ledger. Use as a context manager, or call close()."""
 
@@ -128,7 +143,7 @@ class Ledger:
                 path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=False
             )
             self._db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_SECONDS * 1000)}")
-            self._db.execute("PRAGMA journal_mode = WAL")
+            _set_wal(self._db)
             self._db.execute("PRAGMA synchronous = FULL")
             with self._write() as db:
                 version = db.execute("PRAGMA user_version").fetchone()[0]

@@ -6,10 +6,11 @@ Every result is one frame on the session's stdout::
 
 NONCE is 128 random bits drawn by the coordinator for this session and sent on stdin only:
 no registry, CDN or rc file can know it, so nothing they print can pass for a frame. EXTRA is
-the vantage's own sha256 of a body (so bytes that another process's output broke into are
-caught as a garbled frame, not taken for a different manifest), or ``-``. LENGTH ``-1`` says a
-part has no body (curl wrote no file). A job ends with the part ``end``, LENGTH 0 and EXTRA its
-status. Bytes outside frames are noise: kept for ``-v``, never read as evidence.
+the vantage's own sha256 of a part's bytes (a body, curl's report, the digests: so bytes that
+another process's output broke into are caught as a garbled frame, not taken for a different
+manifest), or ``-``. LENGTH ``-1`` says a part has no body (curl wrote no file). A job ends
+with the part ``end``, LENGTH 0 and EXTRA its status. Bytes outside frames are noise: kept
+for ``-v``, never read as evidence.
 
 Pure: no I/O.
 """
@@ -100,7 +101,9 @@ class FrameReader:
         self._add_noise(bytes(self._buffer[:start]))
         del self._buffer[:start]
         end = self._buffer.find(b"\n", len(self._marker))
-        if end < 0:
+        if end < 0 or end > _HEADER_LINE_MAX:
+            # No header is that long: the marker was noise, whether or not its line has
+            # ended in the bytes read so far (else the reading would depend on the chunks).
             if len(self._buffer) > _HEADER_LINE_MAX:
                 self._add_noise(bytes(self._buffer[: len(self._marker)]))
                 del self._buffer[: len(self._marker)]

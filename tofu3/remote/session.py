@@ -238,24 +238,22 @@ class VantageSession:
         oversized = job.oversized
         responses: list[Response] = []
         for index, item in enumerate(items):
+            part = job.parts.get(f"b{index}")
+            body = part.body if part is not None and part.body is not None else b""
+            # First: a body over its cap (a server that announced no length, stopped by the
+            # file size limit, which makes curl's own exit a write error).
+            if oversized == f"b{index}" or len(body) > item.cap:
+                raise ResponseTooLarge(
+                    f"vantage {self._name!r}: {item.what} is over its {item.cap}-byte cap"
+                )
             fact = facts.get(index)
             if fact is None:
                 raise self._missing(job, item.what)
             raise_for_exit(fact.exit_code, fact.message, self._name, item.what)
-            if oversized == f"b{index}":
-                raise ResponseTooLarge(
-                    f"vantage {self._name!r}: {item.what} is over its {item.cap}-byte cap"
-                )
-            part = job.parts.get(f"b{index}")
             if part is not None and not part.intact:
                 raise SessionGarbled(
                     f"vantage {self._name!r}: {item.what} came back garbled over the SSH "
                     "session (its bytes do not hash as the vantage said)"
-                )
-            body = part.body if part is not None and part.body is not None else b""
-            if len(body) > item.cap:
-                raise ResponseTooLarge(
-                    f"vantage {self._name!r}: {item.what} is over its {item.cap}-byte cap"
                 )
             responses.append(Response(connection=fact.connection, body=body))
         total = sum(len(r.body) for r in responses)
@@ -406,10 +404,15 @@ class VantageSession:
     def _ended(self, what: str) -> TransportError:
         status = self._stream.exit_status()
         noise = self._reader.take_noise().decode("utf-8", "replace").strip()
-        detail = f" (exit status {status})" if status is not None and status >= 0 else ""
         said = f"; it said: {noise.splitlines()[-1][:200]}" if noise else ""
+        if status is None or status < 0:
+            # No exit status: the vantage was killed, rebooted or cut off.
+            return TransportError(
+                f"vantage {self._name!r}: the SSH connection was lost during {what}{said}"
+            )
         return TransportError(
-            f"vantage {self._name!r}: the SSH session ended before {what} finished{detail}{said}"
+            f"vantage {self._name!r}: the SSH session ended (exit status {status}) before "
+            f"{what} finished{said}"
         )
 
     def _show_noise(self, where: str, data: bytes) -> None:

@@ -8,11 +8,17 @@ single-quoted word). A job runs in the background and the parser goes back to re
 so the shell notices at once when the coordinator goes away (stdin ends): its EXIT trap then
 ends the running job, which ends its own curl and hashers by pid, and removes the working
 directory. The session never signals its process group or its parent (dropbear's session
-process shares the group).
+process shares the group): the job and everything below it (curl, the hashers, and whatever
+a curl that is a wrapper script started) are found by pid, through /proc, and ended so.
 
-Each job's results come back in frames (frames.py) carrying the session's nonce; curl's
-write-out goes to a file and comes back framed, so nothing on stderr (curl's progress meter,
-an rc file's chatter) is ever read as evidence.
+Each job's results come back in frames (frames.py) carrying the session's nonce, each part
+with the vantage's sha256 of it; curl's write-out goes to a file and comes back framed, so
+nothing on stderr (curl's progress meter, an rc file's chatter) is ever read as evidence. A
+fetch job caps each body file with ``ulimit -f``; its write-out (every transfer's report,
+certificates and headers: larger than a small cap) reaches its file through a FIFO and a
+``cat`` started before that limit, so the limit never cuts the report short. A TERM that
+comes before both their pids are known is held until they are, so neither is left behind
+waiting on the FIFO for ever.
 
 The working directory is the first of ``$TMPDIR``, /tmp, /var/tmp and ~/.cache in which a
 private directory (mode 700, 128 random bits in its name, so nobody can have prepared it)
@@ -37,8 +43,28 @@ umask 077
 J=
 d=
 HT=
+tofu3_tree() {
+  q=" $1 "
+  more=1
+  while [ -n "$more" ]; do
+    more=
+    for s in /proc/[0-9]*/stat; do
+      { read -r l <"$s"; } 2>/dev/null || continue
+      p=${l%% *}
+      r=${l##*) }
+      set -- $r
+      case $q in
+        *" $2 "*) case $q in *" $p "*) ;; *) q="$q$p " more=1 ;; esac ;;
+      esac
+    done
+  done
+  echo $q
+}
 tofu3_bye() {
-  if [ -n "$J" ]; then kill -TERM "$J" 2>/dev/null; wait "$J" 2>/dev/null; fi
+  if [ -n "$J" ]; then
+    kill -TERM $(tofu3_tree "$J") 2>/dev/null
+    wait "$J" 2>/dev/null
+  fi
   if [ -n "$d" ]; then rm -rf "$d"; fi
 }
 trap tofu3_bye EXIT
@@ -110,23 +136,32 @@ tofu3_reap() {
 tofu3_fetch() {
   trap - EXIT HUP INT
   c=
-  trap 'if [ -n "$c" ]; then kill -TERM "$c" 2>/dev/null; fi; exit 143' TERM
+  w=
+  t=
+  trap 't=1' TERM
   if [ -z "$d" ] || ! cd "$d"; then tofu3_end "$1" nodir; return; fi
+  if ! mkfifo "$1.wp"; then tofu3_end "$1" nofifo; return; fi
+  cat "$1.wp" >"$1.wo" &
+  w=$!
   trap '' XFSZ
   ulimit -f $(($3 / 512 + 2))
-  printf '%s' "$4" | curl -q -K - >"$1.wo" &
+  printf '%s' "$4" | curl -q -K - >"$1.wp" &
   c=$!
+  trap 'kill -TERM $c $w 2>/dev/null; exit 143' TERM
+  if [ -n "$t" ]; then kill -TERM $c $w 2>/dev/null; exit 143; fi
   wait "$c"
   rc=$?
   c=
-  tofu3_emit "$1" wo "$1.wo"
+  wait "$w"
+  w=
+  tofu3_emit "$1" wo "$1.wo" sum
   i=0
   while [ "$i" -lt "$2" ]; do
     tofu3_emit "$1" "b$i" "$1.$i" sum
     rm -f "$1.$i"
     i=$((i + 1))
   done
-  rm -f "$1.wo"
+  rm -f "$1.wo" "$1.wp"
   tofu3_end "$1" "$rc"
 }
 tofu3_f() {
@@ -185,8 +220,8 @@ tofu3_download() {
     printf '%s %s\n' "$i" "$(cat "$1.$i.sum" 2>/dev/null)" >>"$1.sums"
     i=$((i + 1))
   done
-  tofu3_emit "$1" wo "$1.wo"
-  tofu3_emit "$1" sums "$1.sums"
+  tofu3_emit "$1" wo "$1.wo" sum
+  tofu3_emit "$1" sums "$1.sums" sum
   rm -f "$1".*
   tofu3_end "$1" "$rc"
 }

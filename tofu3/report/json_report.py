@@ -1,4 +1,4 @@
-"""The JSON report (DESIGN.md section 5; schema ``tofu3.report/v1``, extended only additively).
+"""The JSON report (schema ``tofu3.report/v1``, extended only additively).
 
 Nothing secret is in a Verdict, so nothing secret can reach a report: tokens stay inside the
 curl config on the vantages, and URLs are recorded without their query strings.
