@@ -4,7 +4,8 @@
 # registry. Network-namespace tests need root (CI runs as root).
 set -eu
 cd "$(dirname "$0")/.."
-sh scripts/install.sh docker-registry skopeo apache2-utils
+# zsh, fish, tcsh, busybox, dropbear-bin: vantages built like real ones (test_real_vantages.py).
+sh scripts/install.sh docker-registry skopeo apache2-utils zsh fish tcsh busybox dropbear-bin
 .venv/bin/ruff check tofu3 tests bench
 .venv/bin/ruff format --check tofu3 tests bench
 .venv/bin/mypy
