@@ -1,88 +1,97 @@
-"""A level of the tree in one command (tofu3/remote/batch.py), run by the real sh and the
-real curl in parallel mode against a local https server: bodies and digests come back exact
-and in order, failures name their item, secrets stay on stdin, nothing is left behind."""
+"""A level of the tree in one job (tofu3/remote/batch.py, session.py), run by the real sh and
+the real curl in parallel mode against a local https server: bodies and digests come back
+exact and in order, failures name their item, secrets stay on stdin, nothing is left behind."""
 
 from __future__ import annotations
 
 import hashlib
 import re
-import shutil
+import time
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from tests.unit.test_curl_config import (
+from tests.unit.local_https import (
     BLOB,
     MANIFEST,
     LocalRegistry,
-    LocalShell,
-    _closed_port,
-    _curl,
+    SeenRequest,
+    closed_port,
     registry,
     seen,
 )
+from tests.unit.local_stream import LocalStream
+from tests.unit.local_vantage import HASH_TOOLS, PROGRAM_TOOLS, tool_dir, vantage_in
 from tofu3.digest import digest_bytes
 from tofu3.errors import CurlFailed, ResponseTooLarge, TransportError
 from tofu3.limits import DEFAULT_LIMITS
-from tofu3.remote import batch_blobs
+from tofu3.remote import session, session_script
 from tofu3.remote.batch import (
     StderrSplitter,
     batch_config,
     config_lines,
     parallel_meter_bytes,
-    private_directory,
 )
-from tofu3.remote.batch_blobs import download_level
-from tofu3.remote.batch_manifests import fetch_level, fetch_level_command
-from tofu3.remote.curl import Request, stdin_for
+from tofu3.remote.frames import FrameReader, Job
+from tofu3.remote.port import BlobRequest, FetchRequest, Request
 
 __all__ = ["registry", "seen"]  # fixtures, imported for pytest
 
 _TOKEN = "Bearer s3cr3t-level-token"
 
 
-def _leftovers() -> set[str]:
-    return {p.name for p in Path("/tmp").glob("tofu3-*")}
+def _job_lines(sent: bytes | bytearray, kind: str) -> list[tuple[int, int]]:
+    """(job, count) of every ``tofu3_f``/``tofu3_d`` line that went to stdin."""
+    return [
+        (int(m.group(1)), int(m.group(2)))
+        for m in re.finditer(rf"(?m)^{kind} (\d+) (\d+) ".encode(), sent)
+    ]
 
 
 def test_a_level_of_manifests_comes_back_exact_in_order_with_each_status(
-    registry: LocalRegistry,
+    registry: LocalRegistry, tmp_path: Path
 ) -> None:
-    curl, shell = _curl(registry)
-    before = _leftovers()
     items = [
-        (Request(registry.url("/manifest"), [("Authorization", _TOKEN)]), "manifest a"),
-        (Request(registry.url("/missing"), [("Authorization", _TOKEN)]), "manifest b"),
-        (Request(registry.url("/manifest"), [("Authorization", _TOKEN)]), "manifest c"),
+        FetchRequest(Request(registry.url(path), [("Authorization", _TOKEN)]), 4096, what)
+        for path, what in [
+            ("/manifest", "manifest a"),
+            ("/missing", "manifest b"),
+            ("/manifest", "manifest c"),
+        ]
     ]
 
-    responses = fetch_level(curl, items, cap=DEFAULT_LIMITS.manifest_bytes, jobs=2)
+    with vantage_in(tmp_path, curl_args=registry.curl_args) as vantage:
+        responses = vantage.session.fetch(items, jobs=2)
+        assert list(vantage.directory.iterdir()) == []
 
     assert [r.connection.status for r in responses] == [200, 404, 200]
     assert responses[0].body == MANIFEST
     assert responses[2].body == MANIFEST
     assert b"MANIFEST_UNKNOWN" in responses[1].body
     assert responses[0].connection.header("docker-content-digest") == digest_bytes(MANIFEST)
-    (call,) = shell.calls
-    assert _TOKEN not in call.command
-    assert _TOKEN.encode() in call.stdin
-    assert _leftovers() <= before
+    assert _job_lines(vantage.stream.sent, "tofu3_f") == [(1, 3)]  # one job for the level
+    assert vantage.stream.argv[-1] == "exec sh -s"
+    assert _TOKEN.encode() in vantage.stream.sent
 
 
 def test_a_level_of_blobs_is_hashed_on_the_vantage_and_redirects_drop_the_token(
-    registry: LocalRegistry, seen: list[object]
+    registry: LocalRegistry, seen: list[SeenRequest], tmp_path: Path
 ) -> None:
-    curl, shell = _curl(registry, hash_tool="openssl")
-    before = _leftovers()
     progress: list[int] = []
     items = [
-        (Request(registry.url("/blob"), [("Authorization", _TOKEN)]), "sha256", "blob a"),
-        (Request(registry.url("/to-cdn"), [("Authorization", _TOKEN)]), "sha512", "blob b"),
-        (Request(registry.url("/blob"), [("Authorization", _TOKEN)]), "sha256", "blob c"),
+        BlobRequest(Request(registry.url(path), [("Authorization", _TOKEN)]), algorithm, what)
+        for path, algorithm, what in [
+            ("/blob", "sha256", "blob a"),
+            ("/to-cdn", "sha512", "blob b"),
+            ("/blob", "sha256", "blob c"),
+        ]
     ]
 
-    downloads = download_level(curl, items, jobs=2, on_progress=progress.append)
+    with vantage_in(tmp_path, curl_args=registry.curl_args) as vantage:
+        assert vantage.session.facts.hash_tool == "openssl"
+        downloads = vantage.session.download(items, jobs=2, on_progress=progress.append)
+        assert list(vantage.directory.iterdir()) == []
 
     assert [d.digest for d in downloads] == [
         digest_bytes(BLOB),
@@ -93,130 +102,142 @@ def test_a_level_of_blobs_is_hashed_on_the_vantage_and_redirects_drop_the_token(
     assert downloads[1].connection.redirects == 1
     assert downloads[1].connection.url_effective.startswith("https://cdn.test:")
     assert "Signature" not in downloads[1].connection.url_effective
-    cdn = [r for r in seen if getattr(r, "host", "").startswith("cdn.test")]
+    cdn = [r for r in seen if r.host.startswith("cdn.test")]
     assert cdn
-    assert all(getattr(r, "authorization", None) is None for r in cdn)
+    assert all(r.authorization is None for r in cdn)
     assert progress[-1] == 3 * len(BLOB)
-    (call,) = shell.calls
-    assert _TOKEN not in call.command
-    assert _leftovers() <= before
+    assert _job_lines(vantage.stream.sent, "tofu3_d") == [(1, 3)]
 
 
 def test_a_failed_transfer_names_its_item_and_the_level_still_ends(
-    registry: LocalRegistry,
+    registry: LocalRegistry, tmp_path: Path
 ) -> None:
-    curl, _ = _curl(registry)
-    before = _leftovers()
-    port = _closed_port()
     items = [
-        (Request(registry.url("/blob")), "sha256", "blob a"),
-        (Request(f"https://127.0.0.1:{port}/blob"), "sha256", "blob b"),
+        BlobRequest(Request(registry.url("/blob")), "sha256", "blob a"),
+        BlobRequest(Request(f"https://127.0.0.1:{closed_port()}/blob"), "sha256", "blob b"),
     ]
 
-    with pytest.raises(CurlFailed, match="blob b") as raised:
-        download_level(curl, items, jobs=2)
+    with vantage_in(tmp_path, curl_args=registry.curl_args) as vantage:
+        with pytest.raises(CurlFailed, match="blob b") as raised:
+            vantage.session.download(items, jobs=2)
+        assert list(vantage.directory.iterdir()) == []
+        # The session is still in step: the next level runs.
+        (again,) = vantage.session.download(items[:1], jobs=1)
 
     assert raised.value.exit_code == 7  # connection refused: its FIFO was never opened
-    assert _leftovers() <= before
+    assert again.digest == digest_bytes(BLOB)
 
 
-def test_a_manifest_over_the_cap_is_refused(registry: LocalRegistry) -> None:
-    curl, _ = _curl(registry)
+def test_a_manifest_over_the_cap_is_refused(registry: LocalRegistry, tmp_path: Path) -> None:
+    items = [
+        FetchRequest(Request(registry.url("/manifest")), len(MANIFEST), "manifest a"),
+        FetchRequest(Request(registry.url("/blob")), len(MANIFEST), "manifest b"),
+    ]
 
-    with pytest.raises(ResponseTooLarge, match="manifest b"):
-        fetch_level(
-            curl,
-            [
-                (Request(registry.url("/manifest")), "manifest a"),
-                (Request(registry.url("/blob")), "manifest b"),
-            ],
-            cap=len(MANIFEST),
-            jobs=2,
-        )
+    with (
+        vantage_in(tmp_path, curl_args=registry.curl_args) as vantage,
+        pytest.raises(ResponseTooLarge, match="manifest b"),
+    ):
+        vantage.session.fetch(items, jobs=2)
 
 
 def test_a_manifest_with_no_announced_length_over_the_cap_is_refused(
-    registry: LocalRegistry,
+    registry: LocalRegistry, tmp_path: Path
 ) -> None:
-    curl, _ = _curl(registry)
+    items = [
+        FetchRequest(Request(registry.url("/manifest")), len(MANIFEST), "manifest a"),
+        FetchRequest(Request(registry.url("/unannounced-blob")), len(MANIFEST), "manifest b"),
+    ]
 
-    with pytest.raises(ResponseTooLarge, match="manifest b"):
-        fetch_level(
-            curl,
-            [
-                (Request(registry.url("/manifest")), "manifest a"),
-                (Request(registry.url("/unannounced-blob")), "manifest b"),
-            ],
-            cap=len(MANIFEST),
-            jobs=2,
-        )
+    with vantage_in(tmp_path, curl_args=registry.curl_args) as vantage:
+        with pytest.raises(ResponseTooLarge, match="manifest b"):
+            vantage.session.fetch(items, jobs=2)
+        assert list(vantage.directory.iterdir()) == []
 
 
-def test_curl_cannot_write_a_manifest_file_much_over_the_cap(registry: LocalRegistry) -> None:
+def _run_job(stream: LocalStream, reader: FrameReader, line: bytes, number: int) -> Job:
+    stream.send(line)
+    deadline = time.monotonic() + 30
+    while (job := reader.jobs.get(number)) is None or job.status is None:
+        assert time.monotonic() < deadline, f"job {number} did not end"
+        chunk = stream.receive(1.0)
+        assert chunk is not None, "the shell ended"
+        reader.feed(chunk[0])
+    return job
+
+
+def test_curl_cannot_write_a_manifest_file_much_over_the_cap(
+    registry: LocalRegistry, tmp_path: Path
+) -> None:
     # curl before 8.4 ignores max-filesize for a body sent without a length: the shell's file
-    # size limit is what keeps a server from filling the vantage's /tmp.
+    # size limit is what keeps a server from filling the vantage's disk. curl's write-out
+    # (bigger than this cap) is not subject to it, or the job's report would be cut short.
     cap = 1000
-    directory = private_directory()
+    nonce = "5" * 32
     config = batch_config(
-        [Request(registry.url("/unannounced-blob"))],
+        [Request(registry.url("/unannounced-big"))],
         extra_args=registry.curl_args,
         limits=DEFAULT_LIMITS,
         jobs=1,
         blob=False,
         cap=cap,
-        directory=directory,
+        prefix="1.",
     )
-    command = fetch_level_command(1, directory, cap)
-    shell = LocalShell(registry.home)
+    stream = LocalStream(tmp_path, env={"TMPDIR": str(tmp_path)})
+    reader = FrameReader(nonce, max_part=1 << 24)
+    try:
+        probe = _run_job(stream, reader, session_script.program(nonce, "6" * 32), 0)
+        job = _run_job(stream, reader, session_script.fetch_job(1, 1, cap, config), 1)
+    finally:
+        stream.end()
 
-    # stdin stays open, as over SSH (closing it is the watchdog's signal to end everything).
-    result = shell.run(
-        command, stdin_for(config), timeout=60, stdout_cap=1 << 20, close_stdin=False
-    )
-
-    header = re.match(rb"TOFU3-BODY 0 +(\d+)\n", result.stdout)
-    assert header is not None, result.stdout[:200]
-    assert cap < int(header.group(1)) <= cap + 1024 < len(BLOB)
-    assert b'"exitcode":23' in result.stderr  # curl's write failed, it was not killed
-    assert not Path(directory).exists()
+    body = job.parts["b0"].body
+    assert body is not None
+    assert cap < len(body) <= cap + 1024 < len(BLOB)
+    report = job.parts["wo"]
+    assert report.intact and report.body is not None and len(report.body) > cap + 1024
+    assert b'"exitcode":23' in report.body  # curl's write failed, it was not killed
+    assert job.status == "23"
+    assert b"dir=" + str(tmp_path).encode() in (probe.parts["probe"].body or b"")
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("tofu3-")] == []
 
 
 def test_a_level_whose_manifests_are_too_large_together_is_refused(
-    registry: LocalRegistry,
+    registry: LocalRegistry, tmp_path: Path
 ) -> None:
     limits = replace(DEFAULT_LIMITS, level_manifest_bytes=len(MANIFEST) * 2)
-    curl, _ = _curl(registry, limits=limits)
+    items = [FetchRequest(Request(registry.url("/manifest")), 4096, f"manifest {n}") for n in "abc"]
 
-    with pytest.raises(ResponseTooLarge, match="3 manifests of one level"):
-        fetch_level(
-            curl,
-            [(Request(registry.url("/manifest")), f"manifest {n}") for n in "abc"],
-            cap=DEFAULT_LIMITS.manifest_bytes,
-            jobs=2,
-        )
+    with (
+        vantage_in(tmp_path, curl_args=registry.curl_args, limits=limits) as vantage,
+        pytest.raises(ResponseTooLarge, match="3 manifests of one level"),
+    ):
+        vantage.session.fetch(items, jobs=2)
 
 
 def test_markers_a_server_writes_into_a_header_are_not_taken_for_curls_own(
-    registry: LocalRegistry,
+    registry: LocalRegistry, tmp_path: Path
 ) -> None:
-    curl, _ = _curl(registry)
     items = [
-        (Request(registry.url("/marker-in-header")), "manifest a"),
-        (Request(registry.url("/manifest")), "manifest b"),
+        FetchRequest(Request(registry.url("/marker-in-header")), 4096, "manifest a"),
+        FetchRequest(Request(registry.url("/manifest")), 4096, "manifest b"),
     ]
 
-    responses = fetch_level(curl, items, cap=4096, jobs=2)
+    with vantage_in(tmp_path, curl_args=registry.curl_args) as vantage:
+        responses = vantage.session.fetch(items, jobs=2)
 
     assert [r.connection.status for r in responses] == [200, 200]
     assert [r.body for r in responses] == [MANIFEST, MANIFEST]
 
 
-def test_an_empty_level_runs_nothing(registry: LocalRegistry) -> None:
-    curl, shell = _curl(registry)
+def test_an_empty_level_runs_nothing(registry: LocalRegistry, tmp_path: Path) -> None:
+    with vantage_in(tmp_path, curl_args=registry.curl_args) as vantage:
+        sent = bytes(vantage.stream.sent)
 
-    assert fetch_level(curl, [], cap=4096, jobs=2) == []
-    assert download_level(curl, [], jobs=2) == []
-    assert shell.calls == []
+        assert vantage.session.fetch([], jobs=2) == []
+        assert vantage.session.download([], jobs=2) == []
+        assert vantage.stream.sent == sent
+        assert vantage.session.round_trips == 1
 
 
 def test_curl_args_become_config_lines_in_every_group() -> None:
@@ -230,14 +251,14 @@ def test_curl_args_become_config_lines_in_every_group() -> None:
         jobs=4,
         blob=True,
         cap=0,
-        directory="/tmp/tofu3-x",
+        prefix="7.",
     )
 
     assert lines == ('ipv4\ncacert = "/etc/lab/ca.pem"\nproxy = "http://proxy:3128"\ntcp-nodelay\n')
     assert config.startswith("parallel\nparallel-immediate\nparallel-max = 4\n")
     assert config.count(lines) == 2
-    assert 'output = "/tmp/tofu3-x/0"' in config
-    assert 'output = "/tmp/tofu3-x/1"' in config
+    assert 'output = "7.0"' in config  # relative to the session's working directory
+    assert 'output = "7.1"' in config
     assert "TOFU3-WO-1 " in config
 
 
@@ -258,30 +279,27 @@ def test_the_parallel_meter_gives_the_bytes_of_every_transfer(
 
 
 @pytest.mark.parametrize("blob", [False, True], ids=["manifests", "blobs"])
-def test_a_curl_that_never_runs_is_reported_with_its_exit_status_and_nothing_hangs(
-    registry: LocalRegistry, blob: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_curl_that_never_runs_is_reported_by_name_and_nothing_hangs(
+    registry: LocalRegistry, blob: bool, tmp_path: Path
 ) -> None:
     # curl gone from the vantage after the probe: no transfer starts, so no FIFO is ever
-    # opened by curl, and every hasher must still end for the command to end.
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for tool in ("sh", "mkdir", "mkfifo", "rm", "cat", "wc", "sha256sum"):
-        found = shutil.which(tool)
-        assert found is not None
-        (bin_dir / tool).symlink_to(found)
-    monkeypatch.setenv("PATH", str(bin_dir))
-    curl, _ = _curl(registry)
-    before = _leftovers()
+    # opened by curl, and every hasher (and the write-out's reader) must still end.
+    path = tool_dir(tmp_path / "bin")
 
-    with pytest.raises(TransportError, match=r"curl reported nothing \(curl exit status 127\)"):
-        if blob:
-            download_level(curl, [(Request(registry.url("/blob")), "sha256", "blob a")], jobs=2)
-        else:
-            fetch_level(
-                curl, [(Request(registry.url("/manifest")), "manifest a")], cap=4096, jobs=2
-            )
-
-    assert _leftovers() <= before
+    with vantage_in(tmp_path, curl_args=registry.curl_args, env={"PATH": str(path)}) as vantage:
+        (path / "curl").unlink()
+        what = "blob a" if blob else "manifest a"
+        with pytest.raises(TransportError, match=f"{what}: curl not found"):
+            if blob:
+                vantage.session.download(
+                    [BlobRequest(Request(registry.url("/blob")), "sha256", "blob a")], jobs=2
+                )
+            else:
+                vantage.session.fetch(
+                    [FetchRequest(Request(registry.url("/manifest")), 4096, "manifest a")],
+                    jobs=2,
+                )
+        assert list(vantage.directory.iterdir()) == []
 
 
 def test_a_marker_after_a_carriage_return_does_not_start_a_line() -> None:
@@ -295,57 +313,86 @@ def test_a_marker_after_a_carriage_return_does_not_start_a_line() -> None:
 
 
 def test_meter_updates_become_progress_and_an_error_after_one_is_kept() -> None:
-    seen: list[int] = []
-    splitter = StderrSplitter(4096, seen.append)
+    progress: list[int] = []
+    splitter = StderrSplitter(4096, progress.append)
 
     splitter.feed(b"--  --  1024k     0     2     2  --:--:--  0:00:01 --:--:--  900k\r")
     splitter.feed(b" 50 --  2048k     0     2     2  0:00:02  0:00:01  0:00:01  900k")
     splitter.feed(b"curl: (56) Recv failure: Connection reset by peer\n")
 
-    assert seen == [1024 * 1024, 2048 * 1024]
+    assert progress == [1024 * 1024, 2048 * 1024]
     assert splitter.text() == "curl: (56) Recv failure: Connection reset by peer\n"
 
 
-def test_a_level_of_many_blobs_is_split_into_commands_in_order(
-    registry: LocalRegistry, monkeypatch: pytest.MonkeyPatch
+def test_a_level_of_many_blobs_is_split_into_jobs_in_order(
+    registry: LocalRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(batch_blobs, "BLOBS_PER_COMMAND", 2)
-    curl, shell = _curl(registry)
+    monkeypatch.setattr(session, "BLOBS_PER_JOB", 2)
     progress: list[int] = []
-    items = [(Request(registry.url("/blob")), "sha256", f"blob {n}") for n in range(5)]
+    items = [BlobRequest(Request(registry.url("/blob")), "sha256", f"blob {n}") for n in range(5)]
 
-    downloads = download_level(curl, items, jobs=2, on_progress=progress.append)
+    with vantage_in(tmp_path, curl_args=registry.curl_args) as vantage:
+        downloads = vantage.session.download(items, jobs=2, on_progress=progress.append)
 
-    assert len(shell.calls) == 3
+    assert _job_lines(vantage.stream.sent, "tofu3_d") == [(1, 2), (2, 2), (3, 1)]
     assert [d.digest for d in downloads] == [digest_bytes(BLOB)] * 5
     assert progress == sorted(progress)
     assert progress[-1] == 5 * len(BLOB)
 
 
+def test_a_job_hashes_at_most_64_blobs(registry: LocalRegistry, tmp_path: Path) -> None:
+    # Each blob of a job has a hasher waiting on its FIFO: 65 blobs are two jobs.
+    assert session.BLOBS_PER_JOB == 64
+    blobs = [hashlib.sha256(str(n).encode()).digest() * (n + 1) for n in range(65)]
+    items = [
+        BlobRequest(Request(registry.serve(f"/many/{n}", data)), "sha256", f"blob {n}")
+        for n, data in enumerate(blobs)
+    ]
+
+    with vantage_in(tmp_path, curl_args=registry.curl_args) as vantage:
+        downloads = vantage.session.download(items, jobs=8)
+
+    assert _job_lines(vantage.stream.sent, "tofu3_d") == [(1, 64), (2, 1)]
+    assert [d.digest for d in downloads] == [digest_bytes(data) for data in blobs]
+
+
 def test_a_hasher_that_opens_its_fifo_after_curl_ended_still_ends(
-    registry: LocalRegistry, monkeypatch: pytest.MonkeyPatch
+    registry: LocalRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A busy vantage: the first hasher's subshell reaches its open() of the FIFO only after
-    # curl has already given up (connection refused) and the first release pass is over.
-    # Without the periodic release it would wait for a writer for ever.
-    original = batch_blobs.download_level_command
-
-    def late_hasher(hash_commands: list[str], directory: str) -> str:
-        command = original(hash_commands, directory)
-        late = 'sh -c \'"\'"\'sleep 1.5; exec sha256sum <"$1"\'"\'"\' _ "$d/0"'
-        patched = command.replace('sha256sum <"$d/0"', late, 1)
-        assert patched != command
-        return patched
-
-    monkeypatch.setattr(batch_blobs, "download_level_command", late_hasher)
+    # A busy vantage: the hasher reaches its open() of the FIFO only after curl has already
+    # given up (connection refused) and the first release pass is over. Without the
+    # periodic release it would wait for a writer for ever.
+    program = session_script._PROGRAM
+    prompt = 'openssl) openssl dgst -sha"$1" <"$2" >"$2.sum" 2>/dev/null & ;;'
+    late = 'openssl) (sleep 0.6; exec openssl dgst -sha"$1" <"$2") >"$2.sum" 2>/dev/null & ;;'
+    assert program.count(prompt) == 1
+    monkeypatch.setattr(session_script, "_PROGRAM", program.replace(prompt, late))
     limits = replace(DEFAULT_LIMITS, blob_timeout=20)
-    curl, _ = _curl(registry, limits=limits)
-    before = _leftovers()
+    item = BlobRequest(Request(f"https://127.0.0.1:{closed_port()}/b"), "sha256", "blob a")
 
-    with pytest.raises(CurlFailed, match="blob a") as raised:
-        download_level(
-            curl, [(Request(f"https://127.0.0.1:{_closed_port()}/b"), "sha256", "blob a")], jobs=1
-        )
+    with vantage_in(tmp_path, curl_args=registry.curl_args, limits=limits) as vantage:
+        assert vantage.session.facts.hash_tool == "openssl"
+        with pytest.raises(CurlFailed, match="blob a") as raised:
+            vantage.session.download([item], jobs=1)
+        assert list(vantage.directory.iterdir()) == []
 
     assert raised.value.exit_code == 7
-    assert _leftovers() <= before
+
+
+def test_the_tools_a_level_needs_are_the_ones_listed(
+    registry: LocalRegistry, tmp_path: Path
+) -> None:
+    # The PATH the other tests build holds every tool the program runs: a level of each
+    # kind works with those alone.
+    path = tool_dir(tmp_path / "bin", PROGRAM_TOOLS + HASH_TOOLS)
+
+    with vantage_in(tmp_path, curl_args=registry.curl_args, env={"PATH": str(path)}) as vantage:
+        (response,) = vantage.session.fetch(
+            [FetchRequest(Request(registry.url("/manifest")), 4096, "m")], jobs=1
+        )
+        (download,) = vantage.session.download(
+            [BlobRequest(Request(registry.url("/blob")), "sha512", "b")], jobs=1
+        )
+
+    assert response.body == MANIFEST
+    assert download.digest == digest_bytes(BLOB, "sha512")

@@ -1,388 +1,61 @@
 """The curl half of the seam, against the real local curl: no ssh, no network beyond loopback.
 
-Where a vantage runs a command over ssh, these tests run the very same command line in a local
-``sh -c`` (LocalShell, an SshConnection without paramiko) with the very same stdin, kept open
-as the ssh channel keeps it. The server is a small ``http.server`` on 127.0.0.1 with TLS from a
-throw-away CA, because the config tofu3 renders refuses anything but https (one of the
-promises tested here).
+Where a vantage runs ``exec sh -s`` over ssh and reads the session's program and its jobs on
+stdin, these tests run the very same command line in a local login shell (LocalStream) with
+the very same stdin, through the real VantageSession. The server is a small https server on
+127.0.0.1 (local_https.py), because the config tofu3 renders refuses anything but https (one
+of the promises tested here). The config itself is tested as text, without curl.
 """
 
 from __future__ import annotations
 
-import datetime
-import hashlib
-import ipaddress
 import os
 import re
-import shutil
-import signal
-import socket
-import ssl
 import subprocess
-import threading
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from tests.unit.local_https import (
+    BLOB,
+    MANIFEST,
+    OCI_MANIFEST_TYPE,
+    LocalRegistry,
+    SeenRequest,
+    closed_port,
+    registry,
+    seen,
+)
+from tests.unit.local_vantage import (
+    HASH_TOOLS,
+    PROGRAM_TOOLS,
+    Vantage,
+    tool_dir,
+    vantage_in,
+    wait_for,
+)
 from tofu3.digest import digest_bytes
 from tofu3.errors import (
     CurlFailed,
     InventoryError,
     ProtocolViolation,
     ResponseTooLarge,
+    TransportError,
     VantageRefused,
+    WorkingDirectoryUnavailable,
 )
-from tofu3.inventory import Vantage, load_inventory_text
+from tofu3.inventory import load_inventory_text
 from tofu3.limits import DEFAULT_LIMITS, Limits
-from tofu3.remote.curl import (
-    Curl,
-    Request,
-    download_command,
-    fetch_command,
-    meter_bytes,
-    parse_facts,
-    redact_url,
-    render_config,
-)
-from tofu3.remote.probe import VantageFacts, parse_probe, probe
-from tofu3.remote.ssh import CommandResult, SshConnection
+from tofu3.remote import session_script
+from tofu3.remote.batch import facts_by_index, parallel_meter_bytes
+from tofu3.remote.curl import facts_from, meter_size, redact_url, render_config
+from tofu3.remote.port import BlobRequest, FetchRequest, Request, Response
+from tofu3.remote.probe import VantageFacts, parse_probe
+
+__all__ = ["registry", "seen"]  # fixtures, imported for pytest
 
 SECRET = "djE6c2VjcmV0LXB1bGwtdG9rZW4tbm90LWZvci1hcmd2"
-# Under 100000 bytes so curl's progress meter prints the exact count, not "48k".
-BLOB = hashlib.sha256(b"seed").digest() * 1563  # 50016 bytes
-MANIFEST = b'{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json"}'
-OCI_MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
-EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-
-pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="needs the curl binary")
-
-
-# --- A local https registry stand-in ----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SeenRequest:
-    """What the server received: enough to tell whether a secret travelled."""
-
-    host: str
-    path: str
-    authorization: str | None
-    x_test: str | None
-    user_agent: str | None
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    seen: list[SeenRequest]
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-
-    def do_GET(self) -> None:
-        self.server.seen.append(
-            SeenRequest(
-                host=self.headers.get("Host", ""),
-                path=self.path,
-                authorization=self.headers.get("Authorization"),
-                x_test=self.headers.get("X-Test"),
-                user_agent=self.headers.get("User-Agent"),
-            )
-        )
-        port = self.server.server_address[1]
-        path = self.path.split("?", 1)[0]
-        if path == "/blob":
-            self._answer(200, BLOB, "application/octet-stream")
-        elif path == "/manifest":
-            self._answer(200, MANIFEST, OCI_MANIFEST_TYPE, digest=digest_bytes(MANIFEST))
-        elif path == "/to-cdn":
-            # As ghcr.io and Docker Hub do: 307 to a signed URL on another host.
-            self._redirect(f"https://cdn.test:{port}/blob?X-Amz-Signature=sig&X-Amz-Expires=60")
-        elif path == "/marker-in-header":
-            # A server that writes tofu3's own markers into a header value.
-            self.send_response(200)
-            self.send_header("X-Fake", 'TOFU3-WO {"http_code": 500, "exitcode": 0}')
-            self.send_header("X-Fake-Level", 'TOFU3-WO-0 {"http_code": 500, "exitcode": 0}')
-            self.send_header("Content-Length", str(len(MANIFEST)))
-            self.end_headers()
-            self.wfile.write(MANIFEST)
-        elif path == "/unannounced-blob":
-            # No Content-Length: the body ends when the connection closes (HTTP/1.0), so curl
-            # cannot refuse it by its announced size.
-            self.send_response(200)
-            self.send_header("Content-Type", "application/octet-stream")
-            self.send_header("Connection", "close")
-            self.end_headers()
-            self.wfile.write(BLOB)
-            self.close_connection = True
-        elif path == "/to-http":
-            self._redirect(f"http://127.0.0.1:{port}/blob")
-        else:
-            self._answer(404, b'{"errors":[{"code":"MANIFEST_UNKNOWN"}]}', "application/json")
-
-    def _answer(self, status: int, body: bytes, content_type: str, digest: str = "") -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        if digest:
-            self.send_header("Docker-Content-Digest", digest)
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _redirect(self, location: str) -> None:
-        self.send_response(307)
-        self.send_header("Location", location)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, format: str, *args: object) -> None:
-        """Quiet: the tests assert on what was seen, not on the log."""
-
-
-@dataclass(frozen=True)
-class LocalRegistry:
-    """The running server and what a vantage needs to reach it by name."""
-
-    port: int
-    ca: Path
-    home: Path
-    server: _Server
-
-    def url(self, path: str, host: str = "registry.test") -> str:
-        return f"https://{host}:{self.port}{path}"
-
-    @property
-    def curl_args(self) -> list[str]:
-        """What a lab inventory gives a vantage: trust the CA, map the names to loopback."""
-        return [
-            "--cacert",
-            str(self.ca),
-            "--resolve",
-            f"registry.test:{self.port}:127.0.0.1",
-            "--resolve",
-            f"cdn.test:{self.port}:127.0.0.1",
-        ]
-
-    @property
-    def seen(self) -> list[SeenRequest]:
-        return self.server.seen
-
-
-def _write_pki(directory: Path) -> tuple[Path, Path, Path]:
-    """A CA and a server certificate for registry.test, cdn.test and 127.0.0.1."""
-    now = datetime.datetime.now(datetime.timezone.utc)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "tofu3 unit-test CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    names: list[x509.GeneralName] = [
-        x509.DNSName("registry.test"),
-        x509.DNSName("cdn.test"),
-        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-    ]
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "registry.test")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    ca_path, cert_path, key_path = (
-        directory / "ca.pem",
-        directory / "cert.pem",
-        directory / "key.pem",
-    )
-    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return ca_path, cert_path, key_path
-
-
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRegistry]:
-    """An https server on 127.0.0.1, port 0, stopped (by this fixture) at the end."""
-    directory = tmp_path_factory.mktemp("local-registry")
-    ca, cert, key = _write_pki(directory)
-    home = directory / "home"
-    home.mkdir()
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    server = _Server(("127.0.0.1", 0), _Handler)
-    server.seen = []
-    # Handshakes happen in the handler threads, so one stuck client cannot stall the rest.
-    server.socket = context.wrap_socket(
-        server.socket, server_side=True, do_handshake_on_connect=False
-    )
-    thread = threading.Thread(target=server.serve_forever, name="local-registry", daemon=True)
-    thread.start()
-    try:
-        yield LocalRegistry(port=server.server_address[1], ca=ca, home=home, server=server)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
-
-
-@pytest.fixture
-def seen(registry: LocalRegistry) -> list[SeenRequest]:
-    """What the server receives during this test only."""
-    registry.server.seen.clear()
-    return registry.server.seen
-
-
-def _closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-@dataclass(frozen=True)
-class Call:
-    """One command a LocalShell ran: what went in and what came out."""
-
-    command: str
-    stdin: bytes
-    result: CommandResult
-
-
-class LocalShell(SshConnection):
-    """An SshConnection whose commands run in a local ``sh -c`` instead of over ssh.
-
-    Like the ssh channel: the command line is run by a shell, stdin is written and (when the
-    caller asks, as curl commands do) kept open until the command ends. The process gets its
-    own session, as sshd gives it, so a remote-side ``kill 0`` stays inside it. The
-    environment is bare, so no proxy variable or real ~/.curlrc takes part.
-    """
-
-    def __init__(self, home: Path) -> None:  # no paramiko client: nothing to connect
-        self.vantage = Vantage(name="local", host="127.0.0.1")
-        self.host_key_fingerprint = ""
-        self.home = home
-        self.calls: list[Call] = []
-
-    def run(
-        self,
-        command: str,
-        stdin: bytes = b"",
-        *,
-        timeout: float,
-        stdout_cap: int,
-        on_stderr: Callable[[bytes], None] | None = None,
-        close_stdin: bool = True,
-        idle_timeout: float | None = None,
-    ) -> CommandResult:
-        del idle_timeout  # a local process does not freeze the way a remote vantage can
-        process = subprocess.Popen(
-            ["sh", "-c", command],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.home)},
-            start_new_session=True,
-        )
-        assert process.stdin and process.stdout and process.stderr
-        stdout_pipe, stderr_pipe = process.stdout, process.stderr
-        out: list[bytes] = []
-        err: list[bytes] = []
-        readers = [
-            threading.Thread(target=lambda: out.append(stdout_pipe.read())),
-            threading.Thread(target=lambda: err.append(stderr_pipe.read())),
-        ]
-        for reader in readers:
-            reader.start()
-        try:
-            process.stdin.write(stdin)
-            process.stdin.flush()
-            if close_stdin:
-                process.stdin.close()
-            process.wait(timeout=min(timeout, 60))
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-            raise
-        finally:
-            if not process.stdin.closed:
-                process.stdin.close()
-            for reader in readers:
-                reader.join(timeout=10)
-            process.stdout.close()
-            process.stderr.close()
-        stdout, stderr = b"".join(out), b"".join(err)
-        if on_stderr is not None:
-            on_stderr(stderr)
-        result = CommandResult(
-            exit_status=process.returncode,
-            stdout=stdout[:stdout_cap],
-            stderr=stderr,
-            stdout_truncated=len(stdout) > stdout_cap,
-        )
-        self.calls.append(Call(command, stdin, result))
-        return result
-
-
-def _facts(hash_tool: str = "sha256sum") -> VantageFacts:
-    return VantageFacts(curl_version="7.88.1", hash_tool=hash_tool, system="Linux x86_64")
-
-
-def _curl(
-    registry: LocalRegistry,
-    hash_tool: str = "sha256sum",
-    limits: Limits = DEFAULT_LIMITS,
-    extra_args: Sequence[str] | None = None,
-    home: Path | None = None,
-) -> tuple[Curl, LocalShell]:
-    shell = LocalShell(home or registry.home)
-    args = registry.curl_args if extra_args is None else extra_args
-    return Curl(shell, _facts(hash_tool), args, limits), shell
 
 
 def _config(request: Request, *, blob: bool = False) -> str:
@@ -393,6 +66,11 @@ def _authorized(url: str) -> Request:
     return Request(url, headers=[("Authorization", f"Bearer {SECRET}")])
 
 
+def _fetch(vantage: Vantage, request: Request, *, cap: int = 4096, what: str = "m") -> Response:
+    (response,) = vantage.session.fetch([FetchRequest(request, cap, what)], jobs=1)
+    return response
+
+
 # --- The config: what goes to curl's stdin ------------------------------------------------------
 
 
@@ -400,20 +78,26 @@ def test_the_authorization_header_goes_only_into_the_config() -> None:
     config = _config(_authorized("https://ghcr.io/v2/homebrew/core/wget/manifests/1.24.5"))
 
     assert f'header = "Authorization: Bearer {SECRET}"' in config.splitlines()
-    for command in (fetch_command([]), download_command([], "sha256sum")):
-        assert SECRET not in command
-        assert "Authorization" not in command
+    # The one command line of a session is a fixed word list: the config (and the token in
+    # it) can only ever travel on stdin, inside a job line.
+    assert session_script.COMMAND == "exec sh -s"
+    line = session_script.fetch_job(1, 1, 4096, config)
+    assert line.startswith(b"tofu3_f 1 1 4096 '")
+    assert SECRET.encode() in line
 
 
-@pytest.mark.parametrize(
-    "command",
-    [fetch_command(["--proxy", "socks5h://x"]), download_command(["-4"], "sha256sum")],
-    ids=["fetch", "download"],
-)
-def test_remote_commands_run_curl_with_q_first_and_its_config_on_stdin(command: str) -> None:
+def test_every_curl_the_program_runs_has_q_first_and_its_config_on_stdin() -> None:
     # -q first: curl reads ~/.curlrc unless -q is the very first argument.
-    assert command.count("curl") >= 1
-    assert command.count("curl") == command.count("curl -q -K -")
+    program = session_script.program("0" * 32, "name").decode()
+    runs = [line.strip() for line in program.splitlines() if re.search(r"\bcurl -", line)]
+
+    transfers = [run for run in runs if "curl --version </dev/null" not in run]
+    assert len(transfers) == 2  # a fetch job's curl and a download job's
+    for run in transfers:
+        # The job's config (its fourth word) is curl's stdin, its stdout the write-out's
+        # file or FIFO; nothing else is on its line.
+        pattern = r"""printf '%s' "\$4" \| curl -q -K - (>"\$1\.wo"|>&7 7>&-) &"""
+        assert re.fullmatch(pattern, run), run
 
 
 @pytest.mark.parametrize("blob", [False, True])
@@ -477,12 +161,17 @@ def test_values_with_control_characters_are_refused(request_: Request) -> None:
 # --- Small responses, through the real curl ------------------------------------------------------
 
 
-def test_real_curl_fetch_reports_facts_tofu3_can_parse(
-    registry: LocalRegistry, seen: list[SeenRequest]
-) -> None:
-    curl, shell = _curl(registry)
+@pytest.fixture
+def vantage(registry: LocalRegistry, tmp_path: Path) -> Iterator[Vantage]:
+    """An open session to this machine as a vantage, with the lab's curl_args."""
+    with vantage_in(tmp_path, curl_args=registry.curl_args) as opened:
+        yield opened
 
-    response = curl.fetch(_authorized(registry.url("/manifest")), cap=4096, what="manifest")
+
+def test_real_curl_fetch_reports_facts_tofu3_can_parse(
+    vantage: Vantage, registry: LocalRegistry
+) -> None:
+    response = _fetch(vantage, _authorized(registry.url("/manifest")), what="manifest")
 
     assert response.body == MANIFEST  # the body, byte for byte, and nothing else
     connection = response.connection
@@ -493,175 +182,182 @@ def test_real_curl_fetch_reports_facts_tofu3_can_parse(
     assert connection.content_type == OCI_MANIFEST_TYPE
     assert connection.header("Docker-Content-Digest") == digest_bytes(MANIFEST)
     assert connection.url_effective == registry.url("/manifest")
-    [call] = shell.calls
-    assert parse_facts(call.result.stderr)[1:] == (0, "")
+    assert list(vantage.directory.iterdir()) == []  # the job took its files with it
 
 
 def test_the_token_travels_on_stdin_and_never_on_a_command_line(
-    registry: LocalRegistry, seen: list[SeenRequest]
+    vantage: Vantage, registry: LocalRegistry, seen: list[SeenRequest]
 ) -> None:
-    curl, shell = _curl(registry)
+    _fetch(vantage, _authorized(registry.url("/manifest")), what="manifest")
 
-    curl.fetch(_authorized(registry.url("/manifest")), cap=4096, what="manifest")
-
-    [call] = shell.calls
-    assert SECRET.encode() in call.stdin
-    assert SECRET not in call.command
+    # The only command line: the login shell's, with the session's fixed word list.
+    assert vantage.stream.argv == ["/bin/sh", "-c", "exec sh -s"]
+    assert vantage.stream.process.args == ["/bin/sh", "-c", "exec sh -s"]
+    assert SECRET.encode() in vantage.stream.sent
+    assert SECRET.encode() not in vantage.stream.stdout + vantage.stream.stderr
     assert [s.authorization for s in seen] == [f"Bearer {SECRET}"]
 
 
 def test_real_curl_reads_escaped_config_strings_back_intact(
-    registry: LocalRegistry, seen: list[SeenRequest]
+    vantage: Vantage, registry: LocalRegistry, seen: list[SeenRequest]
 ) -> None:
-    curl, _ = _curl(registry)
+    # Both quotings at once: curl's config string, inside the shell's single-quoted word.
+    tricky = "a\"b\\c 'd' $(e) `f` ${g} !h \\'"
 
-    curl.fetch(
-        Request(registry.url("/manifest"), headers=[("X-Test", 'a"b\\c')]), cap=4096, what="m"
-    )
+    _fetch(vantage, Request(registry.url("/manifest"), headers=[("X-Test", tricky)]))
 
-    assert [s.x_test for s in seen] == ['a"b\\c']
+    assert [s.x_test for s in seen] == [tricky]
 
 
 def test_extra_curl_args_cannot_run_shell_commands_on_the_vantage(
     registry: LocalRegistry, seen: list[SeenRequest], tmp_path: Path
 ) -> None:
     marker = tmp_path / "pwned"
-    agent = f"$(touch {marker})`touch {marker}`;touch {marker}"
-    curl, _ = _curl(registry, extra_args=[*registry.curl_args, "--user-agent", agent])
+    agent = f"$(touch {marker})`touch {marker}`;touch {marker}';touch {marker};'"
+    args = [*registry.curl_args, "--user-agent", agent]
 
-    curl.fetch(Request(registry.url("/manifest")), cap=4096, what="manifest")
+    with vantage_in(tmp_path, curl_args=args) as vantage:
+        _fetch(vantage, Request(registry.url("/manifest")), what="manifest")
 
     assert not marker.exists()
     assert [s.user_agent for s in seen] == [agent]
 
 
-def test_a_404_is_reported_as_a_status_not_a_curl_failure(registry: LocalRegistry) -> None:
-    curl, _ = _curl(registry)
-
-    response = curl.fetch(Request(registry.url("/nope")), cap=4096, what="manifest")
+def test_a_404_is_reported_as_a_status_not_a_curl_failure(
+    vantage: Vantage, registry: LocalRegistry
+) -> None:
+    response = _fetch(vantage, Request(registry.url("/nope")), what="manifest")
 
     assert response.connection.status == 404
+    assert b"MANIFEST_UNKNOWN" in response.body
 
 
-def test_a_refused_connection_is_a_curl_failure_with_its_exit_code(registry: LocalRegistry) -> None:
-    curl, shell = _curl(registry)
-
-    with pytest.raises(CurlFailed) as raised:
-        curl.fetch(Request(f"https://127.0.0.1:{_closed_port()}/v2/"), cap=4096, what="ping")
+def test_a_refused_connection_is_a_curl_failure_with_its_exit_code(vantage: Vantage) -> None:
+    with pytest.raises(CurlFailed, match="ping") as raised:
+        _fetch(vantage, Request(f"https://127.0.0.1:{closed_port()}/v2/"), what="ping")
 
     assert raised.value.exit_code == 7  # CURLE_COULDNT_CONNECT
-    connection, exit_code, message = parse_facts(shell.calls[-1].result.stderr)
-    assert exit_code == 7
-    assert connection is not None
-    assert connection.status == 0
-    assert "connect" in message.lower()
+    assert "connect" in str(raised.value).lower()
+    assert list(vantage.directory.iterdir()) == []
 
 
 def test_a_redirect_to_plain_http_is_refused_by_curl(
-    registry: LocalRegistry, seen: list[SeenRequest]
+    vantage: Vantage, registry: LocalRegistry, seen: list[SeenRequest]
 ) -> None:
-    curl, _ = _curl(registry)
-
     with pytest.raises(ProtocolViolation, match="not https"):
-        curl.fetch(_authorized(registry.url("/to-http")), cap=1024, what="manifest")
+        _fetch(vantage, _authorized(registry.url("/to-http")), cap=1024, what="manifest")
     assert len(seen) == 1  # nothing was sent in the clear
 
 
 def test_a_curlrc_on_the_vantage_cannot_turn_off_tls_checks(
-    registry: LocalRegistry, tmp_path: Path
+    registry: LocalRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (tmp_path / ".curlrc").write_text("insecure\n")
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / ".curlrc").write_text("insecure\n")
     # No --cacert: the server's CA is unknown, as a MITM's would be.
-    curl, shell = _curl(registry, extra_args=[], home=tmp_path)
+    request = Request(registry.url("/manifest", host="127.0.0.1"))
 
-    with pytest.raises(CurlFailed) as raised:
-        curl.fetch(Request(registry.url("/manifest", host="127.0.0.1")), cap=4096, what="m")
+    with vantage_in(tmp_path) as vantage, pytest.raises(CurlFailed) as raised:
+        _fetch(vantage, request)
 
     assert raised.value.exit_code == 60  # CURLE_PEER_FAILED_VERIFICATION
-    # The control: the same command without -q lets that ~/.curlrc switch the check off.
-    [call] = shell.calls
-    assert call.command.count("curl -q -K -") == 1
-    without_q = shell.run(
-        call.command.replace("curl -q -K -", "curl -K -"),
-        call.stdin,
-        timeout=60,
-        stdout_cap=4096,
-        close_stdin=False,
+    # The control: the same program without -q lets that ~/.curlrc switch the check off.
+    program = session_script._PROGRAM
+    assert program.count("curl -q -K -") == 2
+    monkeypatch.setattr(session_script, "_PROGRAM", program.replace("curl -q -K -", "curl -K -"))
+    with vantage_in(tmp_path) as vantage:
+        assert _fetch(vantage, request).body == MANIFEST
+
+
+def test_a_response_over_the_cap_is_refused_by_curl_itself(
+    registry: LocalRegistry, tmp_path: Path
+) -> None:
+    limits = Limits(manifest_bytes=1000)
+
+    with (
+        vantage_in(tmp_path, curl_args=registry.curl_args, limits=limits) as vantage,
+        pytest.raises(ResponseTooLarge, match="size cap"),
+    ):
+        _fetch(vantage, Request(registry.url("/blob")), cap=1000, what="manifest")
+
+
+def test_a_response_over_the_callers_cap_is_refused(
+    vantage: Vantage, registry: LocalRegistry
+) -> None:
+    with pytest.raises(ResponseTooLarge, match="manifest"):
+        _fetch(vantage, Request(registry.url("/manifest")), cap=len(MANIFEST) - 1, what="manifest")
+
+
+def test_the_first_exchange_brings_back_the_requests_known_up_front(
+    registry: LocalRegistry, tmp_path: Path
+) -> None:
+    ping = FetchRequest(_authorized(registry.url("/nope")), 4096, "ping")
+
+    with vantage_in(tmp_path, curl_args=registry.curl_args, prefetch=[ping]) as vantage:
+        assert vantage.session.round_trips == 1
+        (response,) = vantage.session.fetch([ping], jobs=1)
+        assert vantage.session.round_trips == 1  # kept from the first exchange
+        assert response.connection.status == 404
+        _fetch(vantage, ping.request)
+        assert vantage.session.round_trips == 2  # asked again: a new job
+
+
+# --- Blob downloads: hashed on the vantage -------------------------------------------------------
+
+
+def _download(
+    vantage: Vantage, request: Request, algorithm: str = "sha256", progress: list[int] | None = None
+) -> tuple[str, int, int, int, str]:
+    (download,) = vantage.session.download(
+        [BlobRequest(request, algorithm, "blob")],
+        jobs=1,
+        on_progress=None if progress is None else progress.append,
     )
-    assert parse_facts(without_q.stderr)[1] == 0
-    assert without_q.stdout == MANIFEST
+    connection = download.connection
+    return (
+        download.digest,
+        connection.size,
+        connection.status,
+        connection.redirects,
+        connection.url_effective,
+    )
 
 
-def test_a_response_over_the_cap_is_refused_by_curl_itself(registry: LocalRegistry) -> None:
-    curl, _ = _curl(registry, limits=Limits(manifest_bytes=1000))
-
-    with pytest.raises(ResponseTooLarge):
-        curl.fetch(Request(registry.url("/blob")), cap=1000, what="manifest")
-
-
-def test_a_response_over_the_callers_cap_is_refused(registry: LocalRegistry) -> None:
-    curl, _ = _curl(registry)
-
-    with pytest.raises(ResponseTooLarge):
-        curl.fetch(Request(registry.url("/manifest")), cap=len(MANIFEST) - 1, what="manifest")
-
-
-# --- Blob downloads: hashed on the vantage, curl's exit status captured in POSIX sh --------------
-
-
-def test_a_good_download_prints_curl_exit_zero_and_the_right_sha256(
-    registry: LocalRegistry,
+def test_a_good_download_yields_the_right_sha256_size_and_status(
+    vantage: Vantage, registry: LocalRegistry
 ) -> None:
-    curl, shell = _curl(registry)
+    digest, size, status, redirects, url = _download(vantage, Request(registry.url("/blob")))
 
-    download = curl.download_digest(Request(registry.url("/blob")), algorithm="sha256", what="b")
-
-    assert download.digest == digest_bytes(BLOB)
-    [call] = shell.calls
-    lines = call.result.stdout.decode().splitlines()
-    assert lines[0].split()[0] == hashlib.sha256(BLOB).hexdigest()
-    assert lines[-1] == "TOFU3-CURL-EXIT 0"
-    assert call.result.exit_status == 0
+    assert digest == digest_bytes(BLOB)
+    assert (size, status, redirects, url) == (len(BLOB), 200, 0, registry.url("/blob"))
+    assert list(vantage.directory.iterdir()) == []
 
 
-def test_a_refused_download_prints_curls_failure_though_the_hasher_succeeded(
-    registry: LocalRegistry,
+def test_a_refused_download_is_curls_failure_though_the_hasher_succeeded(
+    vantage: Vantage,
 ) -> None:
-    # Without pipefail, `curl | sha256sum` succeeds with the hash of nothing; the captured
-    # status is what tells the coordinator the download failed.
-    curl, shell = _curl(registry)
-
-    with pytest.raises(CurlFailed) as raised:
-        curl.download_digest(
-            Request(f"https://127.0.0.1:{_closed_port()}/blob"), algorithm="sha256", what="blob"
-        )
+    # The hasher of a blob curl never wrote hashes nothing and succeeds; curl's own exit
+    # code for the transfer is what tells the coordinator the download failed.
+    with pytest.raises(CurlFailed, match="blob") as raised:
+        _download(vantage, Request(f"https://127.0.0.1:{closed_port()}/blob"))
 
     assert raised.value.exit_code == 7
-    [call] = shell.calls
-    lines = call.result.stdout.decode().splitlines()
-    assert lines[0].split()[0] == EMPTY_SHA256
-    assert lines[-1] == "TOFU3-CURL-EXIT 7"
-    assert call.result.exit_status == 0
+    assert list(vantage.directory.iterdir()) == []
 
 
 def test_a_redirect_to_the_cdn_drops_the_token_and_the_signed_query_is_not_kept(
-    registry: LocalRegistry, seen: list[SeenRequest]
+    vantage: Vantage, registry: LocalRegistry, seen: list[SeenRequest]
 ) -> None:
     # The CDN must never see the registry token; the signed CDN URL must never be reported.
-    curl, _ = _curl(registry)
+    digest, _, status, redirects, url = _download(vantage, _authorized(registry.url("/to-cdn")))
 
-    download = curl.download_digest(
-        _authorized(registry.url("/to-cdn")), algorithm="sha256", what="blob"
-    )
-
-    assert download.digest == digest_bytes(BLOB)
+    assert digest == digest_bytes(BLOB)
     assert [(s.host.split(":")[0], s.authorization) for s in seen] == [
         ("registry.test", f"Bearer {SECRET}"),
         ("cdn.test", None),
     ]
-    connection = download.connection
-    assert (connection.status, connection.redirects) == (200, 1)
-    assert connection.url_effective == registry.url("/blob", host="cdn.test")
+    assert (status, redirects) == (200, 1)
+    assert url == registry.url("/blob", host="cdn.test")
 
 
 @pytest.mark.parametrize(
@@ -676,77 +372,97 @@ def test_a_redirect_to_the_cdn_drops_the_token_and_the_signed_query_is_not_kept(
     ],
 )
 def test_every_hash_tool_yields_the_digest_of_the_bytes_served(
-    registry: LocalRegistry, hash_tool: str, algorithm: str
+    registry: LocalRegistry, tmp_path: Path, hash_tool: str, algorithm: str
 ) -> None:
-    if shutil.which(hash_tool) is None:
-        pytest.skip(f"{hash_tool} is not installed here")
-    curl, _ = _curl(registry, hash_tool)
+    # Each tool is the one the probe picks when those it prefers are not on the PATH.
+    without = {
+        "openssl": (),
+        "sha256sum": ("openssl",),
+        "shasum": ("openssl", "sha256sum", "sha512sum"),
+    }[hash_tool]
+    tools = [t for t in PROGRAM_TOOLS + HASH_TOOLS if t not in without]
+    path = tool_dir(tmp_path / "bin", tools)
     progress: list[int] = []
 
-    download = curl.download_digest(
-        Request(registry.url("/blob")),
-        algorithm=algorithm,
-        what="blob",
-        on_progress=progress.append,
-    )
+    with vantage_in(tmp_path, curl_args=registry.curl_args, env={"PATH": str(path)}) as vantage:
+        assert vantage.session.facts.hash_tool == hash_tool
+        digest, size, status, _, _ = _download(
+            vantage, Request(registry.url("/blob")), algorithm, progress
+        )
 
-    assert download.digest == digest_bytes(BLOB, algorithm)
-    assert download.connection.size == len(BLOB)
-    assert download.connection.status == 200
+    assert digest == digest_bytes(BLOB, algorithm)
+    assert (size, status) == (len(BLOB), 200)
     assert progress[-1] == len(BLOB)
 
 
-def test_real_progress_meter_output_gives_the_bytes_received(registry: LocalRegistry) -> None:
-    curl, shell = _curl(registry)
+def test_the_real_progress_meter_gives_the_bytes_received(
+    vantage: Vantage, registry: LocalRegistry
+) -> None:
+    progress: list[int] = []
 
-    curl.download_digest(Request(registry.url("/blob")), algorithm="sha256", what="blob")
+    _download(vantage, Request(registry.url("/blob")), progress=progress)
 
-    assert meter_bytes(shell.calls[-1].result.stderr.decode()) == len(BLOB)
+    def metered() -> list[int]:
+        updates = re.split(r"[\r\n]", vantage.stream.stderr.decode())
+        return [n for n in map(parallel_meter_bytes, updates) if n is not None]
+
+    # curl's last meter update may come after the job's end frame (another pipe).
+    wait_for(lambda: len(BLOB) in metered(), "curl's final meter update")
+    assert metered()[-1] == len(BLOB)
+    assert progress == sorted(progress)
+    assert progress[-1] == len(BLOB)
 
 
-# --- Parsing curl's write-out and meter ----------------------------------------------------------
+# --- Parsing curl's write-out --------------------------------------------------------------------
 
 
 def test_markers_a_server_writes_into_a_header_are_not_taken_for_curls_own(
-    registry: LocalRegistry,
+    vantage: Vantage, registry: LocalRegistry
 ) -> None:
-    curl, _ = _curl(registry)
-
-    response = curl.fetch(Request(registry.url("/marker-in-header")), cap=4096, what="manifest")
+    response = _fetch(vantage, Request(registry.url("/marker-in-header")), what="manifest")
 
     assert response.connection.status == 200
     assert response.body == MANIFEST
     assert (response.connection.header("x-fake") or "").startswith("TOFU3-WO ")
+    assert (response.connection.header("x-fake-level") or "").startswith("TOFU3-WO-0 ")
 
 
-def test_stderr_without_the_write_out_yields_only_the_error_line() -> None:
-    stderr = b"some noise\ncurl: (6) Could not resolve host: ghcr.io\n"
-
-    assert parse_facts(stderr) == (None, None, "curl: (6) Could not resolve host: ghcr.io")
+def test_a_report_without_any_write_out_gives_no_transfer() -> None:
+    # curl that could not start a transfer (or its config) says so on stderr only, which
+    # is never read: the session then reports the transfer as unaccounted for.
+    assert facts_by_index("curl: (6) Could not resolve host: ghcr.io\n", 1, "ams") == {}
 
 
 def test_a_garbled_write_out_yields_no_connection() -> None:
-    stderr = b"curl: (56) Recv failure\nTOFU3-WO {not json\nTOFU3-HDR {}\nTOFU3-END\n"
-
-    connection, exit_code, message = parse_facts(stderr)
-
-    assert (connection, exit_code) == (None, None)
-    assert message == "curl: (56) Recv failure"
+    assert facts_from("{not json\nTOFU3-HDR {}\nTOFU3-END\n") == (None, None, "")
+    with pytest.raises(TransportError, match="garbled"):
+        facts_by_index("\nTOFU3-WO-0 {not json\nTOFU3-HDR {}\nTOFU3-END\n", 1, "ams")
 
 
-def test_the_last_write_out_wins() -> None:
-    # A body that happened to contain the marker comes first on stderr only if curl wrote it;
-    # tofu3 reads the last one, which is curl's own.
-    stderr = (
-        b'TOFU3-WO {"http_code": 999, "exitcode": 0}\n'
-        b'TOFU3-WO {"http_code": 200, "exitcode": 0, "remote_ip": "192.0.2.1"}\n'
-        b'TOFU3-HDR {"content-type": ["a", "b"]}\nTOFU3-END\n'
+def test_a_transfer_reported_twice_or_out_of_range_is_garbled() -> None:
+    one = '\nTOFU3-WO-{n} {{"http_code": 200, "exitcode": 0}}\nTOFU3-HDR {{}}\nTOFU3-END\n'
+
+    with pytest.raises(TransportError, match="garbled"):
+        facts_by_index(one.format(n=0) + one.format(n=0), 2, "ams")
+    with pytest.raises(TransportError, match="garbled"):
+        facts_by_index(one.format(n=2), 2, "ams")
+
+
+def test_the_last_value_of_a_repeated_header_wins() -> None:
+    text = (
+        '{"http_code": 200, "exitcode": 0, "remote_ip": "192.0.2.1"}\n'
+        'TOFU3-HDR {"content-type": ["a", "b"]}\nTOFU3-END\n'
     )
 
-    connection, exit_code, _ = parse_facts(stderr)
+    connection, exit_code, message = facts_from(text)
 
     assert connection is not None
-    assert (connection.status, connection.remote_ip, exit_code) == (200, "192.0.2.1", 0)
+    assert (connection.status, connection.remote_ip, exit_code, message) == (
+        200,
+        "192.0.2.1",
+        0,
+        "",
+    )
     assert connection.header("Content-Type") == "b"
 
 
@@ -757,41 +473,27 @@ def test_redact_url_drops_query_and_fragment() -> None:
 
 
 @pytest.mark.parametrize(
-    ("chunk", "expected"),
+    ("number", "unit", "expected"),
     [
-        (
-            "100 1575k  100 1575k    0     0  1234k      0  0:00:01  0:00:01 --:--:-- 1234k",
-            1575 * 1024,
-        ),
-        (
-            " 45 3328k   45 1520k    0     0   987k      0  0:00:03  0:00:01  0:00:02  987k",
-            1520 * 1024,
-        ),
-        (
-            "100 1575k  100 1575k    0     0  1234k      0  0:00:01  0:00:01 --:--:-- 1234k\r"
-            " 12  120M   12 14.5M    0     0  5120k      0  0:00:24  0:00:02  0:00:22 5120k",
-            int(14.5 * 1024**2),
-        ),
-        (
-            "  0     0    0     0    0     0      0      0 --:--:-- --:--:-- --:--:--     0",
-            0,
-        ),
-        ("100 50016  100 50016    0     0  3252k      0 --:--:-- --:--:-- --:--:-- 3256k", 50016),
-        ("  % Total    % Received % Xferd  Average Speed   Time    Time     Time  Current", None),
-        ("", None),
-        ("curl: (7) Failed to connect", None),
+        ("1575", "k", 1575 * 1024),
+        ("14.5", "M", int(14.5 * 1024**2)),
+        ("50016", "", 50016),
+        ("0", "", 0),
+        ("1.5", "G", int(1.5 * 1024**3)),
     ],
 )
-def test_meter_bytes_reads_the_last_progress_update(chunk: str, expected: int | None) -> None:
-    assert meter_bytes(chunk) == expected
+def test_meter_sizes_are_read_in_curls_units(number: str, unit: str, expected: int) -> None:
+    assert meter_size(number, unit) == expected
 
 
 # --- The probe -----------------------------------------------------------------------------------
 
 PROBE_DEBIAN_12 = (
-    "curl 7.88.1 (x86_64-pc-linux-gnu) libcurl/7.88.1 OpenSSL/3.0.11 zlib/1.2.13\n"
-    "TOFU3-HASH sha256sum\n"
-    "Linux x86_64\n"
+    "curl=curl 7.88.1 (x86_64-pc-linux-gnu) libcurl/7.88.1 OpenSSL/3.0.11 zlib/1.2.13\n"
+    "hash=sha256sum\n"
+    "dir=/tmp/tofu3-0123\n"
+    "tried=,TMPDIR(unset)\n"
+    "system=Linux x86_64"
 )
 
 
@@ -799,7 +501,10 @@ def test_a_debian_12_vantage_is_accepted() -> None:
     facts = parse_probe(PROBE_DEBIAN_12, "ams")
 
     assert facts == VantageFacts(
-        curl_version="7.88.1", hash_tool="sha256sum", system="Linux x86_64"
+        curl_version="7.88.1",
+        hash_tool="sha256sum",
+        system="Linux x86_64",
+        directory="/tmp/tofu3-0123",
     )
 
 
@@ -821,54 +526,64 @@ def test_curl_7_83_and_later_is_accepted(version: str) -> None:
 
 
 def test_a_vantage_without_curl_is_refused() -> None:
+    output = re.sub(r"(?m)^curl=.*$", "curl=", PROBE_DEBIAN_12)
+
     with pytest.raises(VantageRefused, match="curl not found"):
-        parse_probe("TOFU3-HASH sha256sum\nLinux x86_64\n", "ams")
+        parse_probe(output, "ams")
 
 
 def test_a_vantage_without_a_hash_tool_is_refused() -> None:
-    output = PROBE_DEBIAN_12.replace("TOFU3-HASH sha256sum\n", "")
+    output = PROBE_DEBIAN_12.replace("hash=sha256sum", "hash=")
 
     with pytest.raises(VantageRefused, match="no sha256sum, shasum or openssl"):
         parse_probe(output, "ams")
 
 
 def test_an_unknown_hash_tool_is_not_trusted() -> None:
-    output = PROBE_DEBIAN_12.replace("TOFU3-HASH sha256sum", "TOFU3-HASH md5sum")
+    output = PROBE_DEBIAN_12.replace("hash=sha256sum", "hash=md5sum")
 
     with pytest.raises(VantageRefused):
         parse_probe(output, "ams")
 
 
-@pytest.mark.parametrize(
-    ("hash_tool", "algorithm", "command"),
-    [
-        ("sha256sum", "sha256", "sha256sum"),
-        ("sha256sum", "sha512", "sha512sum"),
-        ("shasum", "sha256", "shasum -a 256"),
-        ("shasum", "sha512", "shasum -a 512"),
-        ("openssl", "sha256", "openssl dgst -sha256"),
-        ("openssl", "sha512", "openssl dgst -sha512"),
-    ],
-)
-def test_hash_commands_for_each_tool(hash_tool: str, algorithm: str, command: str) -> None:
-    output = PROBE_DEBIAN_12.replace("TOFU3-HASH sha256sum", f"TOFU3-HASH {hash_tool}")
+def test_a_vantage_without_a_working_directory_is_refused_naming_what_was_tried() -> None:
+    output = PROBE_DEBIAN_12.replace("dir=/tmp/tofu3-0123", "dir=").replace(
+        "tried=,TMPDIR(unset)", "tried=,TMPDIR(unset),/tmp,/var/tmp,/home/u/.cache"
+    )
 
-    assert parse_probe(output, "ams").hash_command(algorithm) == command
+    with pytest.raises(WorkingDirectoryUnavailable) as raised:
+        parse_probe(output, "ams")
+
+    assert "tried $TMPDIR (unset), /tmp, /var/tmp, /home/u/.cache;" in str(raised.value)
+    assert isinstance(raised.value, TransportError)  # inconclusive, not the artifact's fault
 
 
-def test_the_probe_runs_here_and_finds_this_curl(tmp_path: Path) -> None:
-    facts = probe(LocalShell(tmp_path))
+@pytest.mark.parametrize(("algorithm", "bits"), [("sha256", "256"), ("sha512", "512")])
+def test_the_hashers_word_for_each_algorithm(algorithm: str, bits: str) -> None:
+    assert parse_probe(PROBE_DEBIAN_12, "ams").hash_bits(algorithm) == bits
+
+
+def test_an_unknown_algorithm_has_no_hasher() -> None:
+    with pytest.raises(ValueError, match="md5"):
+        parse_probe(PROBE_DEBIAN_12, "ams").hash_bits("md5")
+
+
+def test_the_probe_runs_here_and_finds_this_curl(vantage: Vantage, tmp_path: Path) -> None:
+    facts = vantage.session.facts
 
     local = subprocess.run(["curl", "--version"], capture_output=True, check=True, text=True)
     assert local.stdout.startswith(f"curl {facts.curl_version}")
     assert facts.hash_tool in ("sha256sum", "shasum", "openssl")
     assert facts.system == f"{os.uname().sysname} {os.uname().machine}"
+    assert Path(facts.directory).parent == tmp_path / "tmp"
+    assert Path(facts.directory).stat().st_mode & 0o777 == 0o700
+    assert re.fullmatch(r"tofu3-[0-9a-f]{32}", Path(facts.directory).name)
 
 
 # --- curl_args from the inventory, against the real curl ---------------------------------------
 
 
-def _inventory_curl_args(args: Sequence[str]) -> tuple[str, ...] | None:
+def _inventory_curl_args(args: list[str]) -> tuple[str, ...] | None:
     """The tor vantage's curl_args after loading, or None when the inventory refuses them."""
     quoted = ", ".join(f'"{a}"' for a in args)
     text = (
@@ -888,12 +603,12 @@ def test_curl_args_cannot_turn_off_tls_checks(flag: str) -> None:
     assert _inventory_curl_args([flag]) is None
 
 
-def test_an_abbreviated_insecure_cannot_turn_off_tls_checks(registry: LocalRegistry) -> None:
+def test_an_abbreviated_insecure_cannot_turn_off_tls_checks(
+    registry: LocalRegistry, tmp_path: Path
+) -> None:
     args = _inventory_curl_args(["--insec"])
     if args is None:
         return  # refused at load time: the promise holds
     # Accepted: run it the way a vantage would, against a server whose CA it does not know.
-    curl, _ = _curl(registry, extra_args=args)
-
-    with pytest.raises(CurlFailed):
-        curl.fetch(Request(registry.url("/manifest", host="127.0.0.1")), cap=4096, what="m")
+    with vantage_in(tmp_path, curl_args=args) as vantage, pytest.raises(TransportError):
+        _fetch(vantage, Request(registry.url("/manifest", host="127.0.0.1")))

@@ -16,9 +16,10 @@ with the vantage's sha256 of it; curl's write-out goes to a file and comes back 
 nothing on stderr (curl's progress meter, an rc file's chatter) is ever read as evidence. A
 fetch job caps each body file with ``ulimit -f``; its write-out (every transfer's report,
 certificates and headers: larger than a small cap) reaches its file through a FIFO and a
-``cat`` started before that limit, so the limit never cuts the report short. A TERM that
-comes before both their pids are known is held until they are, so neither is left behind
-waiting on the FIFO for ever.
+``cat`` started before that limit, so the limit never cuts the report short. The job opens
+both ends of that FIFO itself and removes it before either starts (nobody opens it by name,
+so nobody can be left waiting on it for ever), and a TERM that comes before both their pids
+are known is held until they are.
 
 The working directory is the first of ``$TMPDIR``, /tmp, /var/tmp and ~/.cache in which a
 private directory (mode 700, 128 random bits in its name, so nobody can have prepared it)
@@ -141,12 +142,16 @@ tofu3_fetch() {
   trap 't=1' TERM
   if [ -z "$d" ] || ! cd "$d"; then tofu3_end "$1" nodir; return; fi
   if ! mkfifo "$1.wp"; then tofu3_end "$1" nofifo; return; fi
-  cat "$1.wp" >"$1.wo" &
+  exec 8<>"$1.wp" 9<"$1.wp" 7>"$1.wp" 8<&-
+  rm -f "$1.wp"
+  cat <&9 >"$1.wo" 7>&- 9<&- &
   w=$!
+  exec 9<&-
   trap '' XFSZ
   ulimit -f $(($3 / 512 + 2))
-  printf '%s' "$4" | curl -q -K - >"$1.wp" &
+  printf '%s' "$4" | curl -q -K - >&7 7>&- &
   c=$!
+  exec 7>&-
   trap 'kill -TERM $c $w 2>/dev/null; exit 143' TERM
   if [ -n "$t" ]; then kill -TERM $c $w 2>/dev/null; exit 143; fi
   wait "$c"
@@ -161,7 +166,7 @@ tofu3_fetch() {
     rm -f "$1.$i"
     i=$((i + 1))
   done
-  rm -f "$1.wo" "$1.wp"
+  rm -f "$1.wo"
   tofu3_end "$1" "$rc"
 }
 tofu3_f() {
