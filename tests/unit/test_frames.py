@@ -217,9 +217,9 @@ def _emit_noise(monkeypatch: pytest.MonkeyPatch, part: str, noise: str) -> None:
     """Make the program print ``noise`` between a part's header and its bytes: what an rc
     file's background job printing at that moment would do."""
     program = session_script._PROGRAM
-    emit = '    cat "$3"\n    echo\n'
+    emit = '    cat "$3" >>"$o"\n    echo >>"$o"\n'
     assert program.count(emit) == 1
-    spoiled = program.replace(emit, f'    if [ "$2" = {part} ]; then {noise}; fi\n' + emit)
+    spoiled = program.replace(emit, f'    if [ "$2" = {part} ]; then {noise} >>"$o"; fi\n' + emit)
     monkeypatch.setattr(session_script, "_PROGRAM", spoiled)
 
 

@@ -22,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from tofu3.errors import (
     RemoteTimeout,
@@ -52,6 +53,8 @@ BLOBS_PER_JOB = 64
 """Blobs in one job at most: each has a hasher process waiting on its FIFO, and a vantage user
 may be allowed only so many processes."""
 _PROBE_JOB = 0
+_ATTEMPTS = 3  # a job whose frames came back garbled is run at most this many times
+_T = TypeVar("_T")
 _NOISE_SHOWN = 300
 
 
@@ -154,10 +157,26 @@ class VantageSession:
             return []
         if len(items) == 1:
             kept = self._prefetched.pop(_request_key(items[0].request), None)
-            if kept is not None:
+            if kept is not None and not isinstance(kept.error, SessionGarbled):
                 if kept.response is None:
                     raise kept.error or TransportError(f"vantage {self._name!r}: no answer")
                 return [kept.response]
+        return self._again_if_garbled(lambda: self._fetch_job(items, jobs=jobs))
+
+    def _again_if_garbled(self, job: Callable[[], _T]) -> _T:
+        """Run ``job``; run it again when its frames came back broken (output of another
+        process on the vantage broke into them: the link's noise, never evidence). Every job
+        is a GET of content-addressed bytes, so running it again changes nothing."""
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                return job()
+            except SessionGarbled as exc:
+                if attempt == _ATTEMPTS:
+                    raise
+                log.info("vantage %s: %s; running the job again", self._name, exc)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _fetch_job(self, items: Sequence[FetchRequest], *, jobs: int) -> list[Response]:
         with self._lock:
             number = self._take_job()
             started = time.monotonic()
@@ -199,7 +218,13 @@ class VantageSession:
                     on_progress(done + seen)
 
             chunk = items[start : start + BLOBS_PER_JOB]
-            downloads.extend(self._download_job(chunk, jobs=jobs, on_progress=progress))
+
+            def level(
+                chunk: Sequence[BlobRequest] = chunk, progress: Callable[[int], None] = progress
+            ) -> list[BlobDownload]:
+                return self._download_job(chunk, jobs=jobs, on_progress=progress)
+
+            downloads.extend(self._again_if_garbled(level))
         if on_progress is not None and downloads:
             on_progress(sum(d.connection.size for d in downloads))
         return downloads

@@ -86,17 +86,24 @@ tofu3_sum() {
 tofu3_end() {
   printf 'TOFU3:%s:%s:end:0:%s\n' "$N" "$1" "$2"
 }
-tofu3_emit() {
+tofu3_part() {
   if [ -f "$3" ]; then
     n=$(wc -c <"$3")
     n=$((n + 0))
-    if [ -n "$4" ]; then h=$(tofu3_sum <"$3"); else h=-; fi
-    printf 'TOFU3:%s:%s:%s:%s:%s\n' "$N" "$1" "$2" "$n" "$h"
-    cat "$3"
-    echo
+    h=$(tofu3_sum <"$3")
+    printf 'TOFU3:%s:%s:%s:%s:%s\n' "$N" "$1" "$2" "$n" "$h" >>"$o"
+    cat "$3" >>"$o"
+    echo >>"$o"
   else
-    printf 'TOFU3:%s:%s:%s:-1:-\n' "$N" "$1" "$2"
+    printf 'TOFU3:%s:%s:%s:-1:-\n' "$N" "$1" "$2" >>"$o"
   fi
+}
+tofu3_out() {
+  printf 'TOFU3:%s:%s:end:0:%s\n' "$N" "$1" "$2" >>"$o"
+  exec 6<"$o"
+  rm -f "$1".*
+  cat <&6
+  exec 6<&-
 }
 tofu3_probe() {
   cv=$(curl --version </dev/null 2>/dev/null | head -n 1)
@@ -148,7 +155,8 @@ tofu3_fetch() {
   w=$!
   exec 9<&-
   trap '' XFSZ
-  ulimit -f $(($3 / 512 + 2))
+  hard=$(ulimit -H -f)
+  ulimit -S -f $(($3 / 512 + 2)) 2>/dev/null
   printf '%s' "$4" | curl -q -K - >&7 7>&- &
   c=$!
   exec 7>&-
@@ -159,15 +167,17 @@ tofu3_fetch() {
   c=
   wait "$w"
   w=
-  tofu3_emit "$1" wo "$1.wo" sum
+  ulimit -S -f "$hard" 2>/dev/null
+  o="$1.out"
+  : >"$o"
+  tofu3_part "$1" wo "$1.wo"
   i=0
   while [ "$i" -lt "$2" ]; do
-    tofu3_emit "$1" "b$i" "$1.$i" sum
+    tofu3_part "$1" "b$i" "$1.$i"
     rm -f "$1.$i"
     i=$((i + 1))
   done
-  rm -f "$1.wo"
-  tofu3_end "$1" "$rc"
+  tofu3_out "$1" "$rc"
 }
 tofu3_f() {
   tofu3_reap
@@ -225,10 +235,11 @@ tofu3_download() {
     printf '%s %s\n' "$i" "$(cat "$1.$i.sum" 2>/dev/null)" >>"$1.sums"
     i=$((i + 1))
   done
-  tofu3_emit "$1" wo "$1.wo" sum
-  tofu3_emit "$1" sums "$1.sums" sum
-  rm -f "$1".*
-  tofu3_end "$1" "$rc"
+  o="$1.out"
+  : >"$o"
+  tofu3_part "$1" wo "$1.wo"
+  tofu3_part "$1" sums "$1.sums"
+  tofu3_out "$1" "$rc"
 }
 tofu3_d() {
   tofu3_reap
