@@ -311,3 +311,29 @@ def test_a_part_over_the_readers_limit_is_refused_as_too_large_not_read(
 def test_frames_are_a_transport_matter() -> None:
     # A garbled frame says nothing about the artifact: it is inconclusive.
     assert issubclass(SessionGarbled, TransportError)
+
+
+def test_a_job_broken_into_once_is_run_again_and_gives_the_exact_body(
+    registry: LocalRegistry,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Noise lands in the first job's body only (job 1): the second run of it is clean.
+    program = session_script._PROGRAM
+    emit = '    cat "$3" >>"$o"\n    echo >>"$o"\n'
+    spoiled = program.replace(
+        emit, '    if [ "$1" = 1 ] && [ "$2" = b0 ]; then echo interloper >>"$o"; fi\n' + emit
+    )
+    monkeypatch.setattr(session_script, "_PROGRAM", spoiled)
+    body = b'{"schemaVersion": 2}\n'
+    url = registry.serve("/broken-into-once", body)
+
+    with (
+        caplog.at_level("INFO", logger="tofu3"),
+        vantage_in(tmp_path, curl_args=registry.curl_args) as vantage,
+    ):
+        (response,) = vantage.session.fetch([FetchRequest(Request(url), 4096, "manifest")], jobs=1)
+
+    assert response.body == body
+    assert any("running the job again" in record.message for record in caplog.records)
