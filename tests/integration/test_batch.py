@@ -24,13 +24,20 @@ SPELLINGS = (
 )
 
 
-def _logins(lab: LabState) -> dict[str, int]:
+def _logged(lab: LabState, needle: str) -> dict[str, int]:
     return {
-        v.name: (lab.directory / "vantages" / v.name / "sshd.log")
-        .read_text()
-        .count("Accepted publickey")
+        v.name: (lab.directory / "vantages" / v.name / "sshd.log").read_text().count(needle)
         for v in lab.vantages
     }
+
+
+def _logins(lab: LabState) -> dict[str, int]:
+    return _logged(lab, "Accepted publickey")
+
+
+def _sessions(lab: LabState) -> dict[str, int]:
+    """SSH exec channels opened (sshd logs one "Starting session: command" for each)."""
+    return _logged(lab, "Starting session: command")
 
 
 def _token_requests(lab: LabState) -> dict[str, int]:
@@ -43,7 +50,7 @@ def _token_requests(lab: LabState) -> dict[str, int]:
     return counts
 
 
-def test_fifty_references_open_three_connections_and_one_token_per_vantage(
+def test_fifty_references_open_one_connection_one_session_and_one_token_per_vantage(
     loopback_lab: LabState, tmp_path: Path
 ) -> None:
     refs = tmp_path / "refs.txt"
@@ -51,6 +58,7 @@ def test_fifty_references_open_three_connections_and_one_token_per_vantage(
         "# a batch\n" + "\n".join(SPELLINGS[i % len(SPELLINGS)] for i in range(BATCH_SIZE)) + "\n"
     )
     logins_before = _logins(loopback_lab)
+    sessions_before = _sessions(loopback_lab)
     tokens_before = _token_requests(loopback_lab)
 
     result = run_cli(
@@ -65,6 +73,9 @@ def test_fifty_references_open_three_connections_and_one_token_per_vantage(
     logins_after = _logins(loopback_lab)
     opened = {name: logins_after[name] - logins_before[name] for name in logins_after}
     assert opened == {"ams": 1, "sfo": 1, "sgp": 1}
+    sessions_after = _sessions(loopback_lab)
+    channels = {name: sessions_after[name] - sessions_before[name] for name in sessions_after}
+    assert channels == {"ams": 1, "sfo": 1, "sgp": 1}
     tokens_after = _token_requests(loopback_lab)
     asked = {ip: tokens_after[ip] - tokens_before.get(ip, 0) for ip in tokens_after}
     assert sorted(asked.values()) == [1, 1, 1], asked
