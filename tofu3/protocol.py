@@ -6,6 +6,7 @@ the exact bytes received.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,8 +27,10 @@ from tofu3.oci.challenge import parse_token_response
 from tofu3.oci.manifest import SCHEMA1_REFUSAL, is_schema1
 from tofu3.reference import Reference
 from tofu3.remote.port import (
+    TOKEN_SLOT,
     BlobDownload,
     BlobRequest,
+    Chained,
     Connection,
     FetchRequest,
     Request,
@@ -100,22 +103,26 @@ class RegistrySession:
         self._authenticated = False
         self._base = f"https://{reference.registry_host}/v2/{reference.path}"
         self._tokens = tokens if tokens is not None else TokenCache()
+        # A manifest fetched together with the token: (reference, response).
+        self._chained: tuple[str, Response] | None = None
         self._cache_key = (reference.registry_host, reference.path)
 
-    def authenticate(self) -> None:
+    def authenticate(self, then: str | None = None) -> None:
         """Use this vantage's token for the repository if the run already has one; else
-        authenticate afresh and remember the result."""
+        authenticate afresh and remember the result. ``then``: the manifest (tag or digest)
+        the walk asks for next, which a transport that can chain fetches in the same
+        exchange as the token."""
         known, token = self._tokens.get(self._cache_key)
         if known:
             self._token = token
             self._authenticated = True
             return
-        self._authenticate()
+        self._authenticate(then)
         if self._basic is None:
             # Basic auth is not a token: a later session pings (and checks it) again.
             self._tokens.put(self._cache_key, self._token)
 
-    def _authenticate(self) -> None:
+    def _authenticate(self, then: str | None = None) -> None:
         """``GET /v2/``; on a Bearer challenge, fetch a pull token from the realm (with the
         registry's credentials, if any, when the realm may have them); on a Basic challenge,
         use the credentials with the registry itself (credentials/auth.py has the rules)."""
@@ -153,7 +160,20 @@ class RegistrySession:
             # A credentialed token request is never redirected: the realm was checked, a
             # redirect target was not.
             request = Request(plan.url, headers, follow_redirects=plan.authorization is None)
-        response = self._one(request, self._limits.token_bytes, what)
+        token_item = FetchRequest(request, self._limits.token_bytes, what)
+        chained: Chained | None = None
+        if then is not None and not isinstance(plan, BasicAuth):
+            # The manifest with the token the vantage finds in the answer: one round trip.
+            template = Request(
+                f"{self._base}/manifests/{then}",
+                [("Accept", mt.ACCEPT), ("Authorization", f"Bearer {TOKEN_SLOT}")],
+            )
+            chained = self._transport.fetch_after_token(
+                token_item, FetchRequest(template, self._limits.manifest_bytes, f"manifest {then}")
+            )
+            response = chained.token
+        else:
+            (response,) = self._transport.fetch([token_item], jobs=1)
         status = response.connection.status
         if status != _HTTP_OK:
             refused = refusal(status, host, credentials, what=what)
@@ -164,6 +184,16 @@ class RegistrySession:
             self._basic = plan.authorization
         else:
             self._token = parse_token_response(response.body, self._limits)
+            # The chained manifest counts only if the vantage used the very token parsed
+            # here; else it is fetched again with it.
+            used = hashlib.sha256(self._token.encode()).hexdigest()
+            if (
+                then is not None
+                and chained is not None
+                and chained.then is not None
+                and (chained.used_sha256 == used)
+            ):
+                self._chained = (then, chained.then)
         self._authenticated = True
 
     def _headers(self, accept: str | None) -> list[tuple[str, str]]:
@@ -181,8 +211,14 @@ class RegistrySession:
         ``expected`` is given), bytes that hash otherwise raise DigestMismatch. A
         Docker-Content-Digest header that contradicts the bytes raises DigestMismatch."""
         if not self._authenticated:
-            self.authenticate()
-        response = self._one(self._manifest_request(reference), self._limits.manifest_bytes, what)
+            self.authenticate(then=reference)
+        chained, self._chained = self._chained, None
+        if chained is not None and chained[0] == reference:
+            response = chained[1]
+        else:
+            response = self._one(
+                self._manifest_request(reference), self._limits.manifest_bytes, what
+            )
         return self._checked(response, what, expected)
 
     def _one(self, request: Request, cap: int, what: str) -> Response:

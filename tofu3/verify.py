@@ -350,7 +350,8 @@ class _Walk:
 
     def run(self) -> None:
         self.progress.step(self.name, "token")
-        self.session.authenticate()
+        # The root manifest rides with the token where the transport can chain them.
+        self.session.authenticate(then=self.reference.manifest_reference)
         self.progress.step(self.name, f"manifest {self.reference.manifest_reference}")
         root = self.session.manifest(
             self.reference.manifest_reference,

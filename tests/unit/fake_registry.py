@@ -27,6 +27,7 @@ from tofu3.lab.tamper import TamperMode
 from tofu3.remote.port import (
     BlobDownload,
     BlobRequest,
+    Chained,
     Connection,
     FetchRequest,
     Request,
@@ -82,6 +83,12 @@ class FakeVantage:
 
     def close(self) -> None:
         self.closed = True
+
+    def fetch_after_token(self, token: FetchRequest, then: FetchRequest) -> Chained:
+        """The token only: this transport does not chain (``then`` is fetched by the caller)."""
+        del then
+        (response,) = self.fetch([token], jobs=1)
+        return Chained(response)
 
     def fetch(self, items: Sequence[FetchRequest], *, jobs: int) -> list[Response]:
         del jobs

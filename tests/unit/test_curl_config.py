@@ -50,7 +50,7 @@ from tofu3.limits import DEFAULT_LIMITS, Limits
 from tofu3.remote import session_script
 from tofu3.remote.batch import facts_by_index, parallel_meter_bytes
 from tofu3.remote.curl import facts_from, meter_size, redact_url, render_config
-from tofu3.remote.port import BlobRequest, FetchRequest, Request, Response
+from tofu3.remote.port import TOKEN_SLOT, BlobRequest, FetchRequest, Request, Response
 from tofu3.remote.probe import VantageFacts, parse_probe
 
 __all__ = ["registry", "seen"]  # fixtures, imported for pytest
@@ -92,12 +92,14 @@ def test_every_curl_the_program_runs_has_q_first_and_its_config_on_stdin() -> No
     runs = [line.strip() for line in program.splitlines() if re.search(r"\bcurl -", line)]
 
     transfers = [run for run in runs if "curl --version </dev/null" not in run]
-    assert len(transfers) == 2  # a fetch job's curl and a download job's
+    # Every job's curl: a download job's, and the one fetch and chain jobs share.
+    assert len(transfers) == 2
     for run in transfers:
-        # The job's config (its fourth word) is curl's stdin, its stdout the write-out's
-        # file or FIFO; nothing else is on its line.
-        pattern = r"""printf '%s' "\$4" \| curl -q -K - (>"\$1\.wo"|>&7 7>&-) &"""
+        # The job's config (a word of the job line) is curl's stdin, its stdout the
+        # write-out's file or FIFO; nothing else is on its line.
+        pattern = r"""printf '%s' "\$[14]" \| curl -q -K - (>"\$1\.wo"|>&7 7>&-) &"""
         assert re.fullmatch(pattern, run), run
+    assert TOKEN_SLOT in program
 
 
 @pytest.mark.parametrize("blob", [False, True])

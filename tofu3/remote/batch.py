@@ -76,10 +76,11 @@ def batch_config(
     blob: bool,
     cap: int,
     prefix: str,
+    start: int = 0,
 ) -> str:
     """The curl config for one level: parallel mode, then one ``next`` group per request,
     each writing its body to ``PREFIX INDEX`` (relative to the session's working directory)
-    and its write-out, tagged INDEX, to curl's stdout.
+    and its write-out, tagged INDEX, to curl's stdout; INDEX counts from ``start``.
 
     ``parallel-immediate``: up to ``jobs`` connections at once, as ``--jobs`` promises, rather
     than every transfer multiplexed on one HTTP/2 connection (one TCP connection's window is
@@ -96,7 +97,7 @@ def batch_config(
         )
         + extra
         + f'output = "{prefix}{index}"\n'
-        for index, request in enumerate(requests)
+        for index, request in enumerate(requests, start)
     ]
     return f"parallel\nparallel-immediate\nparallel-max = {jobs}\n" + "next\n".join(groups)
 

@@ -52,6 +52,7 @@ from tofu3.remote.curl import redact_url
 from tofu3.remote.port import (
     BlobDownload,
     BlobRequest,
+    Chained,
     Connection,
     FetchRequest,
     Request,
@@ -217,6 +218,12 @@ class HttpsTransport:
         self.close()
 
     # -- Transport ----------------------------------------------------------------------------
+
+    def fetch_after_token(self, token: FetchRequest, then: FetchRequest) -> Chained:
+        """The token only: this transport does not chain (``then`` is fetched by the caller)."""
+        del then
+        (response,) = self.fetch([token], jobs=1)
+        return Chained(response)
 
     def fetch(self, items: Sequence[FetchRequest], *, jobs: int) -> list[Response]:
         """GET every item (at most ``jobs`` at once), each body read whole up to its cap (and

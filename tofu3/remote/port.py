@@ -80,6 +80,22 @@ class FetchRequest:
     what: str
 
 
+TOKEN_SLOT = "@TOFU3-TOKEN@"  # noqa: S105 - a placeholder, not a secret
+"""In a request's header value, where ``fetch_after_token`` puts the token the token response
+carried. Not a character a token may hold (``@``), so it cannot be one."""
+
+
+@dataclass(frozen=True)
+class Chained:
+    """A token response and, when the transport could chain it, the request that followed
+    with the token in its TOKEN_SLOT: the caller takes that response only if ``used_sha256``
+    is the sha256 of the token it parsed from ``token`` itself."""
+
+    token: Response
+    then: Response | None = None
+    used_sha256: str | None = None
+
+
 class Transport(Protocol):
     """Carries one level of the tree at a time: every request of a level in one exchange."""
 
@@ -90,6 +106,11 @@ class Transport(Protocol):
     def fetch(self, items: Sequence[FetchRequest], *, jobs: int) -> list[Response]:
         """GET every item (at most ``jobs`` at once); each body exactly as received, in order.
         Raises the typed error of the first item (in order) whose transfer failed."""
+
+    def fetch_after_token(self, token: FetchRequest, then: FetchRequest) -> Chained:
+        """GET ``token``; then, where the transport can, ``then`` with the token the answer
+        carried, in the same exchange (a round trip less). ``then`` is None in the result
+        where it was not run: the caller fetches it with the token it parsed."""
 
     def download(
         self,

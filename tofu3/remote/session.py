@@ -43,7 +43,14 @@ from tofu3.remote.batch import (
 )
 from tofu3.remote.curl import hashed_digest, raise_for_exit
 from tofu3.remote.frames import FrameReader, Job
-from tofu3.remote.port import BlobDownload, BlobRequest, FetchRequest, Request, Response
+from tofu3.remote.port import (
+    BlobDownload,
+    BlobRequest,
+    Chained,
+    FetchRequest,
+    Request,
+    Response,
+)
 from tofu3.remote.probe import VantageFacts, parse_probe
 from tofu3.remote.stream import ByteStream
 
@@ -163,6 +170,60 @@ class VantageSession:
                 return [kept.response]
         return self._again_if_garbled(lambda: self._fetch_job(items, jobs=jobs))
 
+    def fetch_after_token(self, token: FetchRequest, then: FetchRequest) -> Chained:
+        """The token request and, with the token the vantage finds in its answer, ``then``:
+        one job, one round trip less (see Transport.fetch_after_token)."""
+        return self._again_if_garbled(lambda: self._chain_job(token, then))
+
+    def _chain_job(self, token: FetchRequest, then: FetchRequest) -> Chained:
+        with self._lock:
+            number = self._take_job()
+            started = time.monotonic()
+            cap = max(token.cap, then.cap)
+
+            def config(item: FetchRequest, index: int) -> str:
+                return batch_config(
+                    [item.request],
+                    extra_args=self._curl_args,
+                    limits=self._limits,
+                    jobs=1,
+                    blob=False,
+                    cap=item.cap,
+                    prefix=f"{number}.",
+                    start=index,
+                )
+
+            self._stream.send(
+                session_script.chain_job(number, cap, config(token, 0), config(then, 1))
+            )
+            self.round_trips += 1
+            job = self._await(
+                number, timeout=self._limits.request_timeout * 2 + 10, what=token.what
+            )
+            part = job.parts.get("wo")
+            if part is None or part.body is None or not part.intact:
+                raise SessionGarbled(f"vantage {self._name!r}: curl's report came back garbled")
+            found = facts_by_index(
+                part.body[: 2 * FACTS_BYTES_PER_TRANSFER].decode("utf-8", "replace"),
+                2,
+                self._name,
+            )
+            (response,) = self._responses(job, found, [token])
+            chained: Response | None = None
+            used = job.parts.get("used")
+            used_text = used.body.decode("ascii", "replace").strip() if used and used.body else ""
+            if 1 in found and len(used_text) == 64:
+                (chained,) = self._responses(job, found, [then], first=1)
+            log.info(
+                "vantage %s: job %d: token request -> status %d%s (%.0f ms)",
+                self._name,
+                number,
+                response.connection.status,
+                f", then manifest -> status {chained.connection.status}" if chained else "",
+                (time.monotonic() - started) * 1000,
+            )
+            return Chained(response, chained, used_text if chained is not None else None)
+
     def _again_if_garbled(self, job: Callable[[], _T]) -> _T:
         """Run ``job``; run it again when its frames came back broken (output of another
         process on the vantage broke into them: the link's noise, never evidence). Every job
@@ -260,14 +321,31 @@ class VantageSession:
 
     def _fetch_result(self, job: Job, items: Sequence[FetchRequest]) -> list[Response]:
         facts = self._facts_of(job, len(items), items[0].what)
-        oversized = job.oversized
+        responses = self._responses(job, facts, items)
+        total = sum(len(r.body) for r in responses)
+        if len(items) > 1 and total > self._limits.level_manifest_bytes:
+            raise ResponseTooLarge(
+                f"vantage {self._name!r}: the {len(items)} manifests of one level are over "
+                f"{self._limits.level_manifest_bytes} bytes together"
+            )
+        return responses
+
+    def _responses(
+        self,
+        job: Job,
+        facts: dict[int, TransferFacts],
+        items: Sequence[FetchRequest],
+        first: int = 0,
+    ) -> list[Response]:
+        """The responses of ``items``, transfers ``first`` on, each checked against its cap
+        and its own report; raises the first failure in order."""
         responses: list[Response] = []
-        for index, item in enumerate(items):
+        for index, item in enumerate(items, first):
             part = job.parts.get(f"b{index}")
             body = part.body if part is not None and part.body is not None else b""
             # First: a body over its cap (a server that announced no length, stopped by the
             # file size limit, which makes curl's own exit a write error).
-            if oversized == f"b{index}" or len(body) > item.cap:
+            if job.oversized == f"b{index}" or len(body) > item.cap:
                 raise ResponseTooLarge(
                     f"vantage {self._name!r}: {item.what} is over its {item.cap}-byte cap"
                 )
@@ -281,12 +359,6 @@ class VantageSession:
                     "session (its bytes do not hash as the vantage said)"
                 )
             responses.append(Response(connection=fact.connection, body=body))
-        total = sum(len(r.body) for r in responses)
-        if len(items) > 1 and total > self._limits.level_manifest_bytes:
-            raise ResponseTooLarge(
-                f"vantage {self._name!r}: the {len(items)} manifests of one level are over "
-                f"{self._limits.level_manifest_bytes} bytes together"
-            )
         return responses
 
     def _download_job(

@@ -141,14 +141,13 @@ system=$sy"
 tofu3_reap() {
   if [ -n "$J" ]; then wait "$J" 2>/dev/null; J=; fi
 }
-tofu3_fetch() {
-  trap - EXIT HUP INT
+tofu3_open() {
   c=
   w=
   t=
   trap 't=1' TERM
-  if [ -z "$d" ] || ! cd "$d"; then tofu3_end "$1" nodir; return; fi
-  if ! mkfifo "$1.wp"; then tofu3_end "$1" nofifo; return; fi
+  if [ -z "$d" ] || ! cd "$d"; then tofu3_end "$1" nodir; return 1; fi
+  if ! mkfifo "$1.wp"; then tofu3_end "$1" nofifo; return 1; fi
   exec 8<>"$1.wp" 9<"$1.wp" 7>"$1.wp" 8<&-
   rm -f "$1.wp"
   cat <&9 >"$1.wo" 7>&- 9<&- &
@@ -156,25 +155,34 @@ tofu3_fetch() {
   exec 9<&-
   trap '' XFSZ
   hard=$(ulimit -H -f)
-  ulimit -S -f $(($3 / 512 + 2)) 2>/dev/null
-  printf '%s' "$4" | curl -q -K - >&7 7>&- &
+  ulimit -S -f $(($2 / 512 + 2)) 2>/dev/null
+}
+tofu3_curl() {
+  printf '%s' "$1" | curl -q -K - >&7 7>&- &
   c=$!
-  exec 7>&-
   trap 'kill -TERM $c $w 2>/dev/null; exit 143' TERM
   if [ -n "$t" ]; then kill -TERM $c $w 2>/dev/null; exit 143; fi
   wait "$c"
   rc=$?
   c=
+}
+tofu3_close() {
+  exec 7>&-
   wait "$w"
   w=
   ulimit -S -f "$hard" 2>/dev/null
   o="$1.out"
   : >"$o"
   tofu3_part "$1" wo "$1.wo"
+}
+tofu3_fetch() {
+  trap - EXIT HUP INT
+  tofu3_open "$1" "$3" || return
+  tofu3_curl "$4"
+  tofu3_close "$1"
   i=0
   while [ "$i" -lt "$2" ]; do
     tofu3_part "$1" "b$i" "$1.$i"
-    rm -f "$1.$i"
     i=$((i + 1))
   done
   tofu3_out "$1" "$rc"
@@ -182,6 +190,34 @@ tofu3_fetch() {
 tofu3_f() {
   tofu3_reap
   (tofu3_fetch "$@") &
+  J=$!
+}
+tofu3_token() {
+  sed -n 's|.*"token"[[:space:]]*:[[:space:]]*"\([A-Za-z0-9._~+/=-][A-Za-z0-9._~+/=-]*\)".*|\1|p' |
+    head -n 1
+}
+tofu3_chain() {
+  trap - EXIT HUP INT
+  tofu3_open "$1" "$2" || return
+  tofu3_curl "$3"
+  k=
+  if [ "$rc" = 0 ] && [ -f "$1.0" ]; then k=$(tofu3_token <"$1.0"); fi
+  u=-
+  if [ -n "$k" ]; then
+    tofu3_curl "${4%%@TOFU3-TOKEN@*}$k${4#*@TOFU3-TOKEN@}"
+    u=$(printf '%s' "$k" | tofu3_sum)
+  fi
+  k=
+  tofu3_close "$1"
+  printf '%s\n' "$u" >"$1.u"
+  tofu3_part "$1" b0 "$1.0"
+  tofu3_part "$1" b1 "$1.1"
+  tofu3_part "$1" used "$1.u"
+  tofu3_out "$1" "$rc"
+}
+tofu3_t() {
+  tofu3_reap
+  (tofu3_chain "$@") &
   J=$!
 }
 tofu3_rel() {
@@ -264,6 +300,14 @@ def program(nonce: str, name: str) -> bytes:
 def fetch_job(job: int, count: int, cap: int, config: str) -> bytes:
     """The line that starts a job bringing back ``count`` bodies of at most ``cap`` bytes."""
     return f"tofu3_f {job} {count} {cap} {shlex.quote(config)}\n".encode()
+
+
+def chain_job(job: int, cap: int, token_config: str, then_config: str) -> bytes:
+    """The line that starts a job fetching a token, then (with the token found in its answer
+    in place of port.TOKEN_SLOT) one more request: bodies of at most ``cap`` bytes."""
+    return (
+        f"tofu3_t {job} {cap} {shlex.quote(token_config)} {shlex.quote(then_config)}\n"
+    ).encode()
 
 
 def download_job(job: int, bits: Sequence[str], config: str) -> bytes:
