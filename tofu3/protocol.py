@@ -187,13 +187,11 @@ class RegistrySession:
             # The chained manifest counts only if the vantage used the very token parsed
             # here; else it is fetched again with it.
             used = hashlib.sha256(self._token.encode()).hexdigest()
-            if (
-                then is not None
-                and chained is not None
-                and chained.then is not None
-                and (chained.used_sha256 == used)
-            ):
-                self._chained = (then, chained.then)
+            if then is not None and chained is not None and chained.used_sha256 == used:
+                if chained.then_error is not None:
+                    raise chained.then_error
+                if chained.then is not None:
+                    self._chained = (then, chained.then)
         self._authenticated = True
 
     def _headers(self, accept: str | None) -> list[tuple[str, str]]:

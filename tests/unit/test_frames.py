@@ -337,3 +337,36 @@ def test_a_job_broken_into_once_is_run_again_and_gives_the_exact_body(
 
     assert response.body == body
     assert any("running the job again" in record.message for record in caplog.records)
+
+
+def test_what_follows_a_broken_header_is_counted_never_kept_for_the_log() -> None:
+    # Another process's output broke a header: the body after it (a token response, say)
+    # is noise now, and must not reach -v.
+    reader = FrameReader("n" * 32, max_part=1 << 20)
+    reader.feed(b"TOFU3:" + b"n" * 32 + b":2:b0:4X9:" + b"-\n" + b'{"token":"s3cret"}\n')
+    reader.feed(b"TOFU3:" + b"n" * 32 + b":2:end:0:0\n")
+
+    assert b"s3cret" not in reader.take_noise()
+    assert reader.noise_withheld > 0
+    assert reader.job(2).status == "0" and "b0" not in reader.job(2).parts
+
+
+def test_a_body_whose_header_was_broken_into_is_garbled_never_an_empty_answer(
+    registry: LocalRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The body's frame header is lost (say, broken into by a background printer): the part
+    # is missing altogether, which must not pass for an empty body.
+    program = session_script._PROGRAM
+    header = """    printf 'TOFU3:%s:%s:%s:%s:%s\\n' "$N" "$1" "$2" "$n" "$h" >>"$o"\n"""
+    assert program.count(header) == 1
+    spoiled = program.replace(
+        header,
+        '    if [ "$2" = b0 ]; then echo "TOFU3:$N:broken" >>"$o"; else\n' + header + "    fi\n",
+    )
+    monkeypatch.setattr(session_script, "_PROGRAM", spoiled)
+
+    with (
+        vantage_in(tmp_path, curl_args=registry.curl_args) as vantage,
+        pytest.raises(SessionGarbled, match="garbled"),
+    ):
+        vantage.session.fetch([FetchRequest(Request(registry.url("/manifest")), 4096, "m")], jobs=1)

@@ -13,6 +13,7 @@ import pytest
 from tests.unit.local_https import LocalRegistry, registry
 from tests.unit.local_vantage import HASH_TOOLS, PROGRAM_TOOLS, Vantage, tool_dir, vantage_in
 from tofu3.errors import VantageRefused
+from tofu3.remote import probe
 from tofu3.remote.port import BlobRequest, Request
 
 __all__ = ["registry"]  # a fixture, imported for pytest
@@ -120,3 +121,13 @@ def test_without_any_hash_tool_the_vantage_is_refused(tmp_path: Path) -> None:
         vantage_in(tmp_path, env={"PATH": str(path)}),
     ):
         pass
+
+
+def test_a_shell_without_a_printf_builtin_is_refused_before_any_secret_goes_through_it() -> None:
+    frame = (
+        "curl=curl 8.5.0\nhash=sha256sum\ndir=/tmp/tofu3-x\ntried=\nsystem=Linux\n"
+        "printf=/usr/bin/printf"
+    )
+
+    with pytest.raises(VantageRefused, match="printf built in"):
+        probe.parse_probe(frame, "ams")

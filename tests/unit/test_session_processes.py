@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,8 @@ import pytest
 from tests.unit.local_https import LocalRegistry, registry
 from tests.unit.local_stream import LocalProcess, running
 from tests.unit.local_vantage import Vantage, local_vantage, vantage_in, wait_for
-from tofu3.errors import TransportError
+from tofu3.errors import RemoteTimeout, TransportError
+from tofu3.limits import DEFAULT_LIMITS
 from tofu3.remote import session_script
 from tofu3.remote.port import BlobRequest, FetchRequest, Request
 
@@ -223,3 +225,24 @@ def test_a_term_that_comes_as_a_fetch_job_starts_its_processes_leaves_none_behin
         )
         vantage.session.close()  # and the shell removes the job's files with its directory
         assert isinstance(join(), TransportError)
+
+
+def test_a_job_that_runs_out_of_time_is_ended_and_the_session_goes_on(
+    registry: LocalRegistry, tmp_path: Path
+) -> None:
+    # A transfer kept alive a few bytes at a time outlasts its deadline: the job is ended on
+    # the vantage (curl and its hasher too), and the next job on the same session works.
+    limits = replace(DEFAULT_LIMITS, blob_timeout=2.0)
+    slow = BlobRequest(
+        Request(registry.url("/slow-blob"), [("Authorization", _TOKEN)]), "sha256", "slow blob"
+    )
+    with vantage_in(tmp_path, curl_args=registry.curl_args, limits=limits) as vantage:
+        with pytest.raises(RemoteTimeout):
+            vantage.session.download([slow], jobs=1)
+        wait_for(
+            lambda: not {"curl", "openssl", "sha256sum"} & {p.name for p in vantage.stream.tree()},
+            "the timed-out job's curl and hasher to end",
+        )
+        manifest = FetchRequest(Request(registry.url("/manifest")), 4096, "manifest")
+        (response,) = vantage.session.fetch([manifest], jobs=1)
+    assert response.connection.status == 200

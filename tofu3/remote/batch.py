@@ -90,7 +90,7 @@ def batch_config(
         render_config(
             request,
             limits=limits,
-            max_time=None if blob else limits.request_timeout,
+            max_time=limits.blob_timeout if blob else limits.request_timeout,
             blob=blob,
             max_bytes=cap,
             tag=index,

@@ -58,6 +58,8 @@ class FrameReader:
         self.jobs: dict[int, Job] = {}
         self.noise = bytearray()
         self.noise_total = 0
+        self.noise_withheld = 0  # noise not kept: it may be a broken frame's bytes
+        self._broken = False
 
     def job(self, number: int) -> Job:
         """The job's parts so far (an empty Job if nothing came yet)."""
@@ -78,6 +80,11 @@ class FrameReader:
     def _add_noise(self, data: bytes) -> None:
         if data:
             self.noise_total += len(data)
+            if self._broken:
+                # After a frame whose header was broken into, what follows may be that
+                # frame's body (a token response, say): counted, never kept for the log.
+                self.noise_withheld += len(data)
+                return
             room = _NOISE_KEPT - len(self.noise)
             if room > 0:
                 self.noise += data[:room]
@@ -105,6 +112,7 @@ class FrameReader:
             # No header is that long: the marker was noise, whether or not its line has
             # ended in the bytes read so far (else the reading would depend on the chunks).
             if len(self._buffer) > _HEADER_LINE_MAX:
+                self._broken = True
                 self._add_noise(bytes(self._buffer[: len(self._marker)]))
                 del self._buffer[: len(self._marker)]
                 return True
@@ -113,8 +121,10 @@ class FrameReader:
         del self._buffer[: end + 1]
         match = _HEADER_RE.match(header)
         if match is None:
+            self._broken = True
             self._add_noise(header)
             return True
+        self._broken = False
         number = int(match.group(1))
         name = match.group(2).decode()
         length = int(match.group(3))

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from tofu3.digest import Digest
+from tofu3.errors import Tofu3Error
 from tofu3.remote.probe import VantageFacts
 
 
@@ -94,6 +95,7 @@ class Chained:
     token: Response
     then: Response | None = None
     used_sha256: str | None = None
+    then_error: Tofu3Error | None = None  # the chained request failed (counts as ``then``)
 
 
 class Transport(Protocol):

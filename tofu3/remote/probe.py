@@ -69,6 +69,14 @@ def parse_probe(text: str, vantage: str) -> VantageFacts:
             f"vantage {vantage!r}: no sha256sum, shasum or openssl to hash with",
             vantage=vantage,
         )
+    if fields.get("printf", "printf") != "printf":
+        # An external printf would hold every curl config, tokens included, in its argv.
+        raise VantageRefused(
+            f"vantage {vantage!r}: its sh has no printf built in (found "
+            f"{fields.get('printf', '')[:80] or 'none'}): tofu3 hands curl its configuration "
+            "through printf, which must not show it in a process list",
+            vantage=vantage,
+        )
     directory = fields.get("dir", "")
     if not directory:
         tried = [t for t in fields.get("tried", "").split(",") if t]

@@ -16,6 +16,7 @@ never the registry's.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import threading
@@ -153,7 +154,9 @@ class VantageSession:
                     job = self._await(number, timeout=timeout, what=item.what)
                     (response,) = self._fetch_result(job, [item])
                     outcome = _Prefetched(response, None)
-                except (TransportError, ResponseTooLarge) as exc:
+                except Tofu3Error as exc:
+                    # Kept for the walk, which raises it as its own: an integrity error here
+                    # is this vantage's evidence, not a reason to stop every vantage.
                     outcome = _Prefetched(None, exc)
                 self._prefetched[_request_key(item.request)] = outcome
             return facts
@@ -212,8 +215,15 @@ class VantageSession:
             chained: Response | None = None
             used = job.parts.get("used")
             used_text = used.body.decode("ascii", "replace").strip() if used and used.body else ""
+            then_error: Tofu3Error | None = None
             if 1 in found and len(used_text) == 64:
-                (chained,) = self._responses(job, found, [then], first=1)
+                try:
+                    (chained,) = self._responses(job, found, [then], first=1)
+                except SessionGarbled:
+                    raise
+                except Tofu3Error as exc:
+                    # Counts only if the coordinator finds the vantage used its very token.
+                    then_error = exc
             log.info(
                 "vantage %s: job %d: token request -> status %d%s (%.0f ms)",
                 self._name,
@@ -222,7 +232,8 @@ class VantageSession:
                 f", then manifest -> status {chained.connection.status}" if chained else "",
                 (time.monotonic() - started) * 1000,
             )
-            return Chained(response, chained, used_text if chained is not None else None)
+            used_sha256 = used_text if chained is not None or then_error is not None else None
+            return Chained(response, chained, used_sha256, then_error)
 
     def _again_if_garbled(self, job: Callable[[], _T]) -> _T:
         """Run ``job``; run it again when its frames came back broken (output of another
@@ -353,10 +364,18 @@ class VantageSession:
             if fact is None:
                 raise self._missing(job, item.what)
             raise_for_exit(fact.exit_code, fact.message, self._name, item.what)
-            if part is not None and not part.intact:
+            # A part with no frame at all (its header broken into by another process's
+            # output), or bytes that are not what the vantage hashed or curl counted: the
+            # link's noise, never the registry's answer (a body curl did not write has a
+            # frame of its own, of length -1).
+            if (
+                part is None
+                or not part.intact
+                or (part.body is not None and len(part.body) != fact.connection.size)
+            ):
                 raise SessionGarbled(
                     f"vantage {self._name!r}: {item.what} came back garbled over the SSH "
-                    "session (its bytes do not hash as the vantage said)"
+                    "session (its bytes are not those the vantage received)"
                 )
             responses.append(Response(connection=fact.connection, body=body))
         return responses
@@ -456,6 +475,13 @@ class VantageSession:
         splitter = StderrSplitter(self._limits.stderr_bytes, on_progress)
         try:
             return self._read_until_end(number, timeout, what, idle_timeout, splitter)
+        except RemoteTimeout:
+            # The job may still run (a transfer kept alive a byte at a time): end it and what
+            # it started, so the session can go on and nothing is left behind.
+            if number != _PROBE_JOB:
+                with contextlib.suppress(TransportError):
+                    self._stream.send(session_script.kill_line())
+            raise
         finally:
             self._show_noise("stderr", splitter.text().encode())
 

@@ -130,13 +130,23 @@ tofu3_probe() {
     tried="$tried,$b"
   done
   sy=$(uname -sm 2>/dev/null </dev/null)
+  pf=$(command -v printf 2>/dev/null)
   x="curl=$cv
 hash=$HT
 dir=$d
 tried=$tried
-system=$sy"
-  printf 'TOFU3:%s:0:probe:%s:-\n%s\n' "$N" "${#x}" "$x"
+system=$sy
+printf=$pf"
+  n=$(printf '%s' "$x" | wc -c)
+  printf 'TOFU3:%s:0:probe:%s:-\n%s\n' "$N" "$((n + 0))" "$x"
   tofu3_end 0 ok
+}
+tofu3_kill() {
+  if [ -n "$J" ]; then
+    kill -TERM $(tofu3_tree "$J") 2>/dev/null
+    wait "$J" 2>/dev/null
+    J=
+  fi
 }
 tofu3_reap() {
   if [ -n "$J" ]; then wait "$J" 2>/dev/null; J=; fi
@@ -314,6 +324,11 @@ def download_job(job: int, bits: Sequence[str], config: str) -> bytes:
     """The line that starts a job hashing one blob per entry of ``bits`` (``256``, ``512``)."""
     words = " ".join(bits)
     return f"tofu3_d {job} {len(bits)} {shlex.quote(words)} {shlex.quote(config)}\n".encode()
+
+
+def kill_line() -> bytes:
+    """Sent when a job ran out of time: the shell ends it and everything it started."""
+    return b"tofu3_kill\n"
 
 
 def reap_line() -> bytes:
