@@ -81,6 +81,15 @@ def ping_request(registry_host: str) -> Request:
     return Request(f"https://{registry_host}/v2/", follow_redirects=False)
 
 
+def manifest_request(
+    reference: Reference, manifest: str, headers: Sequence[tuple[str, str]] | None = None
+) -> Request:
+    """``GET /v2/NAME/manifests/MANIFEST``; without ``headers``, as a registry that needs no
+    token is asked (the Accept list only), which a session's first exchange may send at once."""
+    url = f"https://{reference.registry_host}/v2/{reference.path}/manifests/{manifest}"
+    return Request(url, list(headers) if headers is not None else [("Accept", mt.ACCEPT)])
+
+
 class RegistrySession:
     """One vantage's conversation with one registry, for one repository."""
 
@@ -242,7 +251,7 @@ class RegistrySession:
         return Request(f"{self._base}/blobs/{digest}", self._headers(None))
 
     def _manifest_request(self, reference: str) -> Request:
-        return Request(f"{self._base}/manifests/{reference}", self._headers(mt.ACCEPT))
+        return manifest_request(self._reference, reference, self._headers(mt.ACCEPT))
 
     def _checked(self, response: Response, what: str, expected: Digest | None) -> FetchedManifest:
         status = response.connection.status

@@ -27,7 +27,7 @@ from tofu3.limits import DEFAULT_LIMITS, Limits
 from tofu3.protocol import PING, ping_request
 from tofu3.reference import DOCKER_HUB_DOMAIN, parse_reference
 from tofu3.remote.jump import OfferedHostKey, offered_host_key
-from tofu3.remote.port import FetchRequest
+from tofu3.remote.port import FetchRequest, FirstRequest
 from tofu3.remote.ssh import SshConnection
 from tofu3.remote.ssh_config import SshConfig, SshTarget, load_ssh_config, resolve_vantage
 
@@ -176,7 +176,7 @@ def _check_one(
     try:
         result = replace(result, host_key_fingerprint=connection.host_key_fingerprint)
         session = connection.start_session(vantage.curl_args)
-        facts = session.open([ping])
+        facts = session.open([FirstRequest(ping)])
         result = replace(
             result, curl_version=facts.curl_version, hash_tool=facts.hash_tool, system=facts.system
         )

@@ -37,10 +37,17 @@ from tofu3.observation import (
 )
 from tofu3.oci.manifest import Descriptor, ImageManifest, Index, Manifest, parse_manifest
 from tofu3.oci.platform import PlatformFilter, entry_labels, select
-from tofu3.protocol import PING, FetchedManifest, RegistrySession, TokenCache, ping_request
+from tofu3.protocol import (
+    PING,
+    FetchedManifest,
+    RegistrySession,
+    TokenCache,
+    manifest_request,
+    ping_request,
+)
 from tofu3.reference import Reference
 from tofu3.release.url import ReleaseReference
-from tofu3.remote.port import FetchRequest, VantagePort
+from tofu3.remote.port import FetchRequest, FirstRequest, VantagePort
 from tofu3.remote.ssh import SshConnection
 from tofu3.remote.ssh_config import load_ssh_config, resolve_vantage
 from tofu3.verdict import Verdict, decide
@@ -97,7 +104,7 @@ def connect_all(
     inventory: Inventory,
     progress: Progress,
     limits: Limits = DEFAULT_LIMITS,
-    prefetch: Sequence[FetchRequest] = (),
+    prefetch: Sequence[FirstRequest] = (),
 ) -> tuple[list[Connected], list[VantageRun]]:
     """Connect to every vantage and open its one session, in parallel. Returns the usable
     vantages and runs for the unreachable ones. Raises the first ConfigurationError (after
@@ -224,13 +231,25 @@ def verify(
     return decide_runs(reference, inventory, runs, failed)
 
 
-def prefetch_for(references: Sequence[Reference], limits: Limits) -> list[FetchRequest]:
-    """The requests every walk of ``references`` starts with (each registry's ``GET /v2/``),
-    for the sessions' first exchange."""
-    hosts = dict.fromkeys(
-        r.registry_host for r in references if not isinstance(r, ReleaseReference)
-    )
-    return [FetchRequest(ping_request(host), limits.token_bytes, PING) for host in hosts]
+def prefetch_for(references: Sequence[Reference], limits: Limits) -> list[FirstRequest]:
+    """The requests every walk of ``references`` starts with, for the sessions' first
+    exchange: each registry's ``GET /v2/``, and, only where that is answered 200 (a registry
+    that needs no token), the first reference's root manifest there."""
+    first: dict[str, Reference] = {}
+    for reference in references:
+        if not isinstance(reference, ReleaseReference):
+            first.setdefault(reference.registry_host, reference)
+    return [
+        FirstRequest(
+            FetchRequest(ping_request(host), limits.token_bytes, PING),
+            FetchRequest(
+                manifest_request(reference, reference.manifest_reference),
+                limits.manifest_bytes,
+                f"manifest {reference.manifest_reference}",
+            ),
+        )
+        for host, reference in first.items()
+    ]
 
 
 def close_all(connected: Sequence[Connected]) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tests.unit.local_stream import LocalStream
 from tofu3.limits import DEFAULT_LIMITS, Limits
-from tofu3.remote.port import FetchRequest
+from tofu3.remote.port import FetchRequest, FirstRequest
 from tofu3.remote.session import VantageSession
 
 BUSYBOX = "/usr/bin/busybox"
@@ -65,7 +65,7 @@ def local_vantage(
     session = VantageSession(stream, "local", curl_args=curl_args, limits=limits)
     try:
         if open_session:
-            session.open(prefetch)
+            session.open([FirstRequest(item) for item in prefetch])
         yield Vantage(session, stream)
     finally:
         session.close()

@@ -16,7 +16,7 @@ from tests.unit.local_vantage import vantage_in
 from tofu3.lab.content import build_store
 from tofu3.protocol import RegistrySession
 from tofu3.reference import parse_reference
-from tofu3.remote.port import TOKEN_SLOT, Chained, FetchRequest, Request, Response
+from tofu3.remote.port import TOKEN_SLOT, Chained, FetchRequest, FirstRequest, Request, Response
 
 __all__ = ["registry", "seen"]  # fixtures, imported for pytest
 
@@ -92,3 +92,32 @@ def test_a_manifest_chained_with_another_token_than_the_one_parsed_is_fetched_ag
     assert fetched.digest == build_store().tags[("homebrew/core/wget", "1.24.5")]
     asked = [r.url for r in transport.requests if "/manifests/" in r.url]
     assert asked == ["https://registry.test/v2/homebrew/core/wget/manifests/1.24.5"]
+
+
+def test_the_first_exchange_fetches_the_root_manifest_only_from_a_registry_that_answered_200(
+    registry: LocalRegistry, seen: list[SeenRequest], tmp_path: Path
+) -> None:
+    manifest = FetchRequest(Request(registry.url("/manifest")), 4096, "manifest 1.0")
+    for place, ping_path, chained in [("open", "/manifest-ping", True), ("closed", "/nope", False)]:
+        if chained:
+            registry.serve(ping_path, b"{}")
+        ping = FetchRequest(Request(registry.url(ping_path), follow_redirects=False), 4096, "ping")
+        directory = tmp_path / place
+        directory.mkdir()
+        before = len([s for s in seen if s.path == "/manifest"])
+        with vantage_in(directory, curl_args=registry.curl_args, open_session=False) as vantage:
+            vantage.session.open([FirstRequest(ping, manifest)])
+            rounds = vantage.session.round_trips
+            (answer,) = vantage.session.fetch([ping], jobs=1)
+            (body,) = vantage.session.fetch([manifest], jobs=1)
+            after_rounds = vantage.session.round_trips
+        asked = len([s for s in seen if s.path == "/manifest"]) - before
+
+        assert body.body == MANIFEST
+        assert asked == 1
+        if chained:
+            assert answer.connection.status == 200
+            assert (rounds, after_rounds) == (1, 1)  # both answers came in the first exchange
+        else:
+            assert answer.connection.status == 404
+            assert (rounds, after_rounds) == (1, 2)  # the manifest needed a job of its own

@@ -81,6 +81,16 @@ class FetchRequest:
     what: str
 
 
+@dataclass(frozen=True)
+class FirstRequest:
+    """A request a session may send in its first exchange (the registry's ``GET /v2/``), and
+    ``then_if_ok``, sent in the same exchange only if that one was answered 200 (the root
+    manifest of a registry that needs no token)."""
+
+    item: FetchRequest
+    then_if_ok: FetchRequest | None = None
+
+
 TOKEN_SLOT = "@TOFU3-TOKEN@"  # noqa: S105 - a placeholder, not a secret
 """In a request's header value, where ``fetch_after_token`` puts the token the token response
 carried. Not a character a token may hold (``@``), so it cannot be one."""

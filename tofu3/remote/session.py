@@ -49,6 +49,7 @@ from tofu3.remote.port import (
     BlobRequest,
     Chained,
     FetchRequest,
+    FirstRequest,
     Request,
     Response,
 )
@@ -122,7 +123,7 @@ class VantageSession:
             raise TransportError(f"vantage {self._name!r}: the session is not open")
         return self._facts
 
-    def open(self, prefetch: Sequence[FetchRequest] = ()) -> VantageFacts:
+    def open(self, prefetch: Sequence[FirstRequest] = ()) -> VantageFacts:
         """Send the program, the probe and ``prefetch`` in one write; read the probe's answer
         (raises VantageRefused, WorkingDirectoryUnavailable) and keep the prefetched
         responses for the first ``fetch`` that asks for them."""
@@ -130,7 +131,7 @@ class VantageSession:
             started = time.monotonic()
             jobs = [(self._take_job(), item) for item in prefetch]
             payload = session_script.program(self._nonce, secrets.token_hex(16))
-            payload += b"".join(self._fetch_line(number, [item]) for number, item in jobs)
+            payload += b"".join(self._first_line(number, item) for number, item in jobs)
             self._stream.send(payload)
             self.round_trips += 1
             timeout = self._limits.ssh_connect_timeout + self._limits.request_timeout
@@ -149,10 +150,19 @@ class VantageSession:
                 facts.system or "unknown system",
                 (time.monotonic() - started) * 1000,
             )
-            for number, item in jobs:
+            for number, first in jobs:
+                item, then = first.item, first.then_if_ok
                 try:
                     job = self._await(number, timeout=timeout, what=item.what)
-                    (response,) = self._fetch_result(job, [item])
+                    if then is None:
+                        (response,) = self._fetch_result(job, [item])
+                    else:
+                        found = self._chain_facts(job)
+                        (response,) = self._responses(job, found, [item])
+                        if 1 in found:
+                            (chained,) = self._responses(job, found, [then], first=1)
+                            kept = _Prefetched(chained, None)
+                            self._prefetched[_request_key(then.request)] = kept
                     outcome = _Prefetched(response, None)
                 except Tofu3Error as exc:
                     # Kept for the walk, which raises it as its own: an integrity error here
@@ -160,6 +170,39 @@ class VantageSession:
                     outcome = _Prefetched(None, exc)
                 self._prefetched[_request_key(item.request)] = outcome
             return facts
+
+    def _first_line(self, number: int, first: FirstRequest) -> bytes:
+        if first.then_if_ok is None:
+            return self._fetch_line(number, [first.item])
+        item, then = first.item, first.then_if_ok
+        headers = f'dump-header = "{number}.h"\n'
+        return session_script.chain_job(
+            number,
+            max(item.cap, then.cap),
+            self._one_config(number, item, 0) + headers,
+            self._one_config(number, then, 1),
+            if_ok=True,
+        )
+
+    def _one_config(self, number: int, item: FetchRequest, index: int) -> str:
+        return batch_config(
+            [item.request],
+            extra_args=self._curl_args,
+            limits=self._limits,
+            jobs=1,
+            blob=False,
+            cap=item.cap,
+            prefix=f"{number}.",
+            start=index,
+        )
+
+    def _chain_facts(self, job: Job) -> dict[int, TransferFacts]:
+        part = job.parts.get("wo")
+        if part is None or part.body is None or not part.intact:
+            raise SessionGarbled(f"vantage {self._name!r}: curl's report came back garbled")
+        return facts_by_index(
+            part.body[: 2 * FACTS_BYTES_PER_TRANSFER].decode("utf-8", "replace"), 2, self._name
+        )
 
     def fetch(self, items: Sequence[FetchRequest], *, jobs: int) -> list[Response]:
         """Every item in one job; each body exactly as received (see Transport.fetch)."""
@@ -183,34 +226,19 @@ class VantageSession:
             number = self._take_job()
             started = time.monotonic()
             cap = max(token.cap, then.cap)
-
-            def config(item: FetchRequest, index: int) -> str:
-                return batch_config(
-                    [item.request],
-                    extra_args=self._curl_args,
-                    limits=self._limits,
-                    jobs=1,
-                    blob=False,
-                    cap=item.cap,
-                    prefix=f"{number}.",
-                    start=index,
-                )
-
             self._stream.send(
-                session_script.chain_job(number, cap, config(token, 0), config(then, 1))
+                session_script.chain_job(
+                    number,
+                    cap,
+                    self._one_config(number, token, 0),
+                    self._one_config(number, then, 1),
+                )
             )
             self.round_trips += 1
             job = self._await(
                 number, timeout=self._limits.request_timeout * 2 + 10, what=token.what
             )
-            part = job.parts.get("wo")
-            if part is None or part.body is None or not part.intact:
-                raise SessionGarbled(f"vantage {self._name!r}: curl's report came back garbled")
-            found = facts_by_index(
-                part.body[: 2 * FACTS_BYTES_PER_TRANSFER].decode("utf-8", "replace"),
-                2,
-                self._name,
-            )
+            found = self._chain_facts(job)
             (response,) = self._responses(job, found, [token])
             chained: Response | None = None
             used = job.parts.get("used")

@@ -211,11 +211,20 @@ tofu3_chain() {
   tofu3_open "$1" "$2" || return
   tofu3_curl "$3"
   k=
-  if [ "$rc" = 0 ] && [ -f "$1.0" ]; then k=$(tofu3_token <"$1.0"); fi
   u=-
-  if [ -n "$k" ]; then
-    tofu3_curl "${4%%@TOFU3-TOKEN@*}$k${4#*@TOFU3-TOKEN@}"
-    u=$(printf '%s' "$k" | tofu3_sum)
+  if [ "$5" = ok ]; then
+    # The next request only if the first was answered 200 (a registry that needs no token).
+    if [ "$rc" = 0 ]; then
+      case $(head -n 1 "$1.h" 2>/dev/null) in
+        HTTP/*" 200"*) tofu3_curl "$4" ;;
+      esac
+    fi
+  else
+    if [ "$rc" = 0 ] && [ -f "$1.0" ]; then k=$(tofu3_token <"$1.0"); fi
+    if [ -n "$k" ]; then
+      tofu3_curl "${4%%@TOFU3-TOKEN@*}$k${4#*@TOFU3-TOKEN@}"
+      u=$(printf '%s' "$k" | tofu3_sum)
+    fi
   fi
   k=
   tofu3_close "$1"
@@ -312,11 +321,16 @@ def fetch_job(job: int, count: int, cap: int, config: str) -> bytes:
     return f"tofu3_f {job} {count} {cap} {shlex.quote(config)}\n".encode()
 
 
-def chain_job(job: int, cap: int, token_config: str, then_config: str) -> bytes:
+def chain_job(
+    job: int, cap: int, first_config: str, then_config: str, *, if_ok: bool = False
+) -> bytes:
     """The line that starts a job fetching a token, then (with the token found in its answer
-    in place of port.TOKEN_SLOT) one more request: bodies of at most ``cap`` bytes."""
+    in place of port.TOKEN_SLOT) one more request: bodies of at most ``cap`` bytes. With
+    ``if_ok``, the second request runs as it is, and only if the first was answered 200 (its
+    config must dump its headers to ``JOB.h``)."""
+    mode = "ok" if if_ok else "token"
     return (
-        f"tofu3_t {job} {cap} {shlex.quote(token_config)} {shlex.quote(then_config)}\n"
+        f"tofu3_t {job} {cap} {shlex.quote(first_config)} {shlex.quote(then_config)} {mode}\n"
     ).encode()
 
 
