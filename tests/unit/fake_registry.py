@@ -32,6 +32,7 @@ from tofu3.remote.port import (
     FetchRequest,
     Request,
     Response,
+    token_only,
 )
 from tofu3.remote.probe import VantageFacts
 from tofu3.verify import Connected
@@ -85,10 +86,9 @@ class FakeVantage:
         self.closed = True
 
     def fetch_after_token(self, token: FetchRequest, then: FetchRequest) -> Chained:
-        """The token only: this transport does not chain (``then`` is fetched by the caller)."""
+        """The token only: this transport does not chain."""
         del then
-        (response,) = self.fetch([token], jobs=1)
-        return Chained(response)
+        return token_only(self, token)
 
     def fetch(self, items: Sequence[FetchRequest], *, jobs: int) -> list[Response]:
         del jobs

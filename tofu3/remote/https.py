@@ -57,6 +57,7 @@ from tofu3.remote.port import (
     FetchRequest,
     Request,
     Response,
+    token_only,
 )
 
 COORDINATOR = "coordinator"
@@ -220,10 +221,9 @@ class HttpsTransport:
     # -- Transport ----------------------------------------------------------------------------
 
     def fetch_after_token(self, token: FetchRequest, then: FetchRequest) -> Chained:
-        """The token only: this transport does not chain (``then`` is fetched by the caller)."""
+        """The token only: this transport does not chain."""
         del then
-        (response,) = self.fetch([token], jobs=1)
-        return Chained(response)
+        return token_only(self, token)
 
     def fetch(self, items: Sequence[FetchRequest], *, jobs: int) -> list[Response]:
         """GET every item (at most ``jobs`` at once), each body read whole up to its cap (and

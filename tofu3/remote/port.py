@@ -148,3 +148,10 @@ class VantagePort(Transport, Protocol):
 
     def close(self) -> None:
         """End the session and everything it started on the vantage."""
+
+
+def token_only(transport: Transport, token: FetchRequest) -> Chained:
+    """``fetch_after_token`` for a transport that does not chain: the token request alone (the
+    caller then fetches what was to follow with the token it parsed)."""
+    (response,) = transport.fetch([token], jobs=1)
+    return Chained(response)
