@@ -157,7 +157,7 @@ class VantageSession:
                     if then is None:
                         (response,) = self._fetch_result(job, [item])
                     else:
-                        found = self._chain_facts(job)
+                        found = self._facts_of(job, 2, item.what)
                         (response,) = self._responses(job, found, [item])
                         if 1 in found:
                             (chained,) = self._responses(job, found, [then], first=1)
@@ -179,29 +179,24 @@ class VantageSession:
         return session_script.chain_job(
             number,
             max(item.cap, then.cap),
-            self._one_config(number, item, 0) + headers,
-            self._one_config(number, then, 1),
+            self._config(number, [item]) + headers,
+            self._config(number, [then], start=1),
             if_ok=True,
         )
 
-    def _one_config(self, number: int, item: FetchRequest, index: int) -> str:
+    def _config(
+        self, number: int, items: Sequence[FetchRequest], *, jobs: int = 1, start: int = 0
+    ) -> str:
+        """The curl config of small responses for job ``number``, transfers from ``start``."""
         return batch_config(
-            [item.request],
+            [item.request for item in items],
             extra_args=self._curl_args,
             limits=self._limits,
-            jobs=1,
+            jobs=max(1, jobs),
             blob=False,
-            cap=item.cap,
+            cap=max(item.cap for item in items),
             prefix=f"{number}.",
-            start=index,
-        )
-
-    def _chain_facts(self, job: Job) -> dict[int, TransferFacts]:
-        part = job.parts.get("wo")
-        if part is None or part.body is None or not part.intact:
-            raise SessionGarbled(f"vantage {self._name!r}: curl's report came back garbled")
-        return facts_by_index(
-            part.body[: 2 * FACTS_BYTES_PER_TRANSFER].decode("utf-8", "replace"), 2, self._name
+            start=start,
         )
 
     def fetch(self, items: Sequence[FetchRequest], *, jobs: int) -> list[Response]:
@@ -230,15 +225,15 @@ class VantageSession:
                 session_script.chain_job(
                     number,
                     cap,
-                    self._one_config(number, token, 0),
-                    self._one_config(number, then, 1),
+                    self._config(number, [token]),
+                    self._config(number, [then], start=1),
                 )
             )
             self.round_trips += 1
             job = self._await(
                 number, timeout=self._limits.request_timeout * 2 + 10, what=token.what
             )
-            found = self._chain_facts(job)
+            found = self._facts_of(job, 2, token.what)
             (response,) = self._responses(job, found, [token])
             chained: Response | None = None
             used = job.parts.get("used")
@@ -347,15 +342,7 @@ class VantageSession:
 
     def _fetch_line(self, number: int, items: Sequence[FetchRequest], *, jobs: int = 1) -> bytes:
         cap = max(item.cap for item in items)
-        config = batch_config(
-            [item.request for item in items],
-            extra_args=self._curl_args,
-            limits=self._limits,
-            jobs=max(1, jobs),
-            blob=False,
-            cap=cap,
-            prefix=f"{number}.",
-        )
+        config = self._config(number, items, jobs=jobs)
         return session_script.fetch_job(number, len(items), cap, config)
 
     def _fetch_result(self, job: Job, items: Sequence[FetchRequest]) -> list[Response]:
